@@ -1,0 +1,1 @@
+"""puppet-webhooks: GitHub App that mirrors activity into Trello and Jira."""

@@ -1,0 +1,80 @@
+"""Command line: `python -m bot COMMAND` (see --help)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from bot import cli
+from bot.config import ConfigError
+from bot.embedded import EmbeddedUnavailable
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="puppet-webhooks: mirror GitHub pull requests, issues and comments "
+        "into Trello and Jira.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser(
+        "run",
+        help="run web + worker locally (embedded PostgreSQL/Redis when none is configured)",
+        description="Run the web process and one worker. With DATABASE_URL / REDIS_URL unset, "
+        "real PostgreSQL and Redis servers are started in .data/ and stopped on exit; a "
+        "webhook secret and admin token are generated there when unset.",
+    ).set_defaults(func=cli.run_all)
+    commands.add_parser(
+        "web", help="serve the webhook endpoint on $PORT", description="Serve on $PORT."
+    ).set_defaults(func=cli.run_web)
+    commands.add_parser(
+        "worker",
+        help="run an arq worker (same as `arq worker.WorkerSettings`)",
+        description="Run an arq worker processing the queued jobs.",
+    ).set_defaults(func=cli.run_worker)
+    commands.add_parser(
+        "migrate", help="apply database migrations (idempotent)", description="Apply migrations."
+    ).set_defaults(func=cli.migrate)
+
+    receive = commands.add_parser(
+        "receive",
+        help="sign a recorded delivery and POST it to the service",
+        description="Sign FIXTURE (a JSON file with headers and body) with the configured "
+        "webhook secret and POST it, as GitHub would.",
+    )
+    receive.add_argument(
+        "fixture", help="path to a recorded delivery, e.g. fixtures/pull_request/opened.json"
+    )
+    receive.add_argument("--url", help="where to send it (default: the local service)")
+    receive.add_argument(
+        "--keep-id",
+        action="store_true",
+        help="send the recorded X-GitHub-Delivery instead of a fresh one "
+        "(a second send is then answered as a duplicate)",
+    )
+    receive.set_defaults(func=cli.receive)
+
+    commands.add_parser(
+        "secret", help="print a new random webhook secret", description="Print a new secret."
+    ).set_defaults(func=cli.new_secret)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (EmbeddedUnavailable, cli.UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Typed settings built from the environment, validated once at start-up."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATA_DIR = Path(".data")
+OUTPUT_NAMES = ("trello", "jira")
+JIRA_PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(Exception):
+    """One or more environment variables are missing or malformed."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _secret() -> Any:
+    # Secrets never appear in repr(); Settings.__repr__ says only whether they are set.
+    return field(default="", repr=False, metadata={"secret": True})
+
+
+@dataclass(frozen=True)
+class Settings:
+    webhook_secrets: tuple[str, ...] = field(default=(), repr=False, metadata={"secret": True})
+    database_url: str | None = field(default=None, repr=False, metadata={"secret": True})
+    redis_url: str | None = field(default=None, repr=False, metadata={"secret": True})
+    data_dir: Path = DEFAULT_DATA_DIR
+    port: int = 8080
+    admin_token: str = _secret()
+    stored_event_limit: int = 100
+    outputs: tuple[str, ...] = ("trello",)
+    # GitHub (SPEC §3)
+    github_api_url: str = "https://api.github.com"
+    github_app_id: str = ""
+    github_private_key: str = _secret()
+    github_token: str = _secret()
+    # Trello (SPEC §5)
+    trello_api_url: str = "https://api.trello.com"
+    trello_app_key: str = _secret()
+    trello_user_token: str = _secret()
+    trello_target_list_id: str = ""
+    trello_boards: tuple[str, ...] = ()
+    trello_set_target_response_time: bool = False
+    trello_finished_list_id: str = ""
+    archive_card: bool = False
+    tz: str = "UTC"
+    # Jira (SPEC §6)
+    jira_site: str = ""
+    jira_context_path: str = ""
+    jira_username: str = ""
+    jira_password: str = _secret()
+    jira_token: str = _secret()
+    # Summary (SPEC §10)
+    github_summary_gist_id: str = ""
+    summary_template: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every variable, collect every problem, and raise them all at once."""
+        env = os.environ if env is None else env
+        problems: list[str] = []
+        reader = _Reader(env, problems)
+        settings = cls(
+            webhook_secrets=reader.csv("GITHUB_WEBHOOK_SECRET")
+            + reader.csv("GITHUB_X_HUB_SIGNATURE_SECRET"),
+            database_url=reader.text("DATABASE_URL") or None,
+            redis_url=reader.text("REDIS_URL") or reader.text("REDIS_TLS_URL") or None,
+            data_dir=Path(reader.text("PUPPET_WEBHOOKS_DATA_DIR") or DEFAULT_DATA_DIR),
+            port=reader.integer("PORT", 8080, minimum=1),
+            admin_token=reader.text("ADMIN_TOKEN"),
+            stored_event_limit=reader.integer("STORED_EVENT_LIMIT", 100, minimum=1),
+            outputs=reader.choices("GITHUB_EVENT_OUTPUTS", OUTPUT_NAMES, ("trello",)),
+            github_api_url=reader.url("GITHUB_API_URL", "https://api.github.com"),
+            github_app_id=reader.text("GITHUB_APP_ID"),
+            github_private_key=reader.private_key(),
+            github_token=reader.text("GITHUB_TOKEN"),
+            trello_api_url=reader.url("TRELLO_API_URL", "https://api.trello.com"),
+            trello_app_key=reader.text("TRELLO_APP_KEY"),
+            trello_user_token=reader.text("TRELLO_USER_TOKEN"),
+            trello_target_list_id=reader.text("TRELLO_TARGET_LIST_ID"),
+            trello_boards=reader.csv("TRELLO_BOARDS"),
+            trello_set_target_response_time=reader.flag("TRELLO_SET_TARGET_RESPONSE_TIME"),
+            trello_finished_list_id=reader.text("TRELLO_FINISHED_LIST_ID"),
+            archive_card=reader.flag("ARCHIVE_CARD"),
+            tz=reader.timezone("TZ"),
+            jira_site=reader.url("JIRA_SITE", ""),
+            jira_context_path=reader.text("JIRA_CONTEXT_PATH").strip("/"),
+            jira_username=reader.text("JIRA_USERNAME"),
+            jira_password=reader.text("JIRA_PASSWORD"),
+            jira_token=reader.text("JIRA_TOKEN"),
+            github_summary_gist_id=reader.text("GITHUB_SUMMARY_GIST_ID"),
+            summary_template=reader.text("SUMMARY_TEMPLATE_URL") or reader.text("SUMMARY_TEMPLATE"),
+        )
+        if problems:
+            raise ConfigError(problems)
+        return settings
+
+    def require(self, *what: str) -> None:
+        """Fail with one message naming every variable a process needs but lacks."""
+        problems = [REQUIREMENTS[w] for w in what if not _REQUIREMENT_CHECKS[w](self)]
+        if problems:
+            raise ConfigError(problems)
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for log redaction."""
+        values: list[str] = []
+        for f in dataclasses.fields(self):
+            if not f.metadata.get("secret"):
+                continue
+            value = getattr(self, f.name)
+            values.extend(value if isinstance(value, tuple) else [value])
+        values.extend(_url_password(v) for v in (self.database_url, self.redis_url) if v)
+        return [v for v in values if v and len(v) >= 4]
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("secret"):
+                shown.append(f"{f.name}={'<set>' if value else '<unset>'}")
+            else:
+                shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+
+REQUIREMENTS = {
+    "webhook_secret": "GITHUB_WEBHOOK_SECRET is not set: the web process verifies every "
+    "delivery's X-Hub-Signature-256 with it (generate one with `python -m bot secret`)",
+}
+_REQUIREMENT_CHECKS = {
+    "webhook_secret": lambda s: bool(s.webhook_secrets),
+}
+
+
+def _url_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str], problems: list[str]) -> None:
+        self.env = env
+        self.problems = problems
+
+    def text(self, name: str) -> str:
+        return self.env.get(name, "").strip()
+
+    def csv(self, name: str) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.text(name).split(",") if part.strip())
+
+    def integer(self, name: str, default: int, *, minimum: int) -> int:
+        raw = self.text(name)
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            self.problems.append(f"{name} must be a whole number ≥ {minimum} (got {raw!r})")
+            return default
+        return value
+
+    def flag(self, name: str) -> bool:
+        raw = self.text(name).lower()
+        if raw in _TRUE:
+            return True
+        if raw not in _FALSE:
+            self.problems.append(f"{name} must be true/yes or false/no (got {raw!r})")
+        return False
+
+    def url(self, name: str, default: str) -> str:
+        raw = self.text(name) or default
+        if raw and not re.match(r"^https?://[^/\s]+", raw):
+            self.problems.append(f"{name} must be an http(s) URL (got {raw!r})")
+        return raw.rstrip("/")
+
+    def choices(
+        self, name: str, allowed: tuple[str, ...], default: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        if name not in self.env:
+            return default
+        values = tuple(v.lower() for v in self.csv(name))
+        unknown = [v for v in values if v not in allowed]
+        if unknown:
+            self.problems.append(
+                f"{name} has unknown output(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
+            )
+        return tuple(dict.fromkeys(v for v in values if v in allowed))
+
+    def timezone(self, name: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        raw = self.text(name) or "UTC"
+        try:
+            ZoneInfo(raw.lstrip(":"))
+        except (ZoneInfoNotFoundError, ValueError):
+            self.problems.append(f"{name} is not a known time zone (got {raw!r})")
+            return "UTC"
+        return raw.lstrip(":")
+
+    def private_key(self) -> str:
+        """GITHUB_PRIVATE_KEY as PEM or base64 of it, or a file at GITHUB_PRIVATE_KEY_PATH."""
+        raw = self.env.get("GITHUB_PRIVATE_KEY", "").strip()
+        path = self.text("GITHUB_PRIVATE_KEY_PATH")
+        if not raw and path:
+            try:
+                raw = Path(path).read_text().strip()
+            except OSError as exc:
+                self.problems.append(
+                    f"GITHUB_PRIVATE_KEY_PATH cannot be read ({exc.strerror or exc})"
+                )
+                return ""
+        if not raw or raw.startswith("-----BEGIN"):
+            return raw.replace("\\n", "\n")
+        try:
+            decoded = base64.b64decode(raw, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            decoded = ""
+        if not decoded.startswith("-----BEGIN"):
+            self.problems.append("GITHUB_PRIVATE_KEY is neither a PEM key nor base64 of one")
+            return ""
+        return decoded.strip()

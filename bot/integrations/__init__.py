@@ -1,0 +1,1 @@
+"""HTTP clients for the outside services, one I/O seam each."""

@@ -1,0 +1,15 @@
+"""Every event family's router, combined once.
+
+To add a reaction to an event, write a module with its own ``router`` and add it here.
+"""
+
+from gidgethub import routing
+
+from bot.routers import comments, installations, issues, pull_requests
+
+router = routing.Router(
+    pull_requests.router,
+    issues.router,
+    comments.router,
+    installations.router,
+)

@@ -1,0 +1,145 @@
+"""Deliveries and job records in PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from bot.ingest import Delivery
+from bot.queue import JobRequest
+
+UNFINISHED = ("queued", "running")
+
+# One statement for any number of deliveries with their jobs: a delivery and its jobs
+# land together or not at all, and a delivery id seen before inserts nothing.
+_SAVE_DELIVERIES = """
+WITH new AS (
+    INSERT INTO deliveries (delivery_id, event, action, repository, installation_id, sender,
+                            headers, body)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                         $6::text[], $7::jsonb[], $8::bytea[])
+    ON CONFLICT (delivery_id) DO NOTHING
+    RETURNING delivery_id
+), new_jobs AS (
+    INSERT INTO jobs (job_id, delivery_id, function, item_key, kwargs)
+    SELECT j.job_id, j.delivery_id, j.function, j.item_key, j.kwargs
+    FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[])
+         AS j(job_id, delivery_id, function, item_key, kwargs)
+    WHERE j.delivery_id IN (SELECT delivery_id FROM new)
+    ORDER BY j.job_id
+)
+SELECT delivery_id FROM new
+"""
+
+
+async def save_deliveries(
+    db: asyncpg.Pool | asyncpg.Connection,
+    batch: Sequence[tuple[Delivery, Sequence[JobRequest]]],
+) -> set[str]:
+    """Store deliveries with their planned jobs; returns the ids that were new."""
+    deliveries = [d for d, _ in batch]
+    jobs = [(d.delivery_id, j) for d, js in batch for j in js]
+    rows = await db.fetch(
+        _SAVE_DELIVERIES,
+        [d.delivery_id for d in deliveries],
+        [d.event for d in deliveries],
+        [d.action for d in deliveries],
+        [d.repository for d in deliveries],
+        [d.installation_id for d in deliveries],
+        [d.sender for d in deliveries],
+        [d.headers for d in deliveries],
+        [d.body for d in deliveries],
+        [j.job_id for _, j in jobs],
+        [delivery_id for delivery_id, _ in jobs],
+        [j.function for _, j in jobs],
+        [j.item_key for _, j in jobs],
+        [j.kwargs for _, j in jobs],
+    )
+    return {r["delivery_id"] for r in rows}
+
+
+async def recent_deliveries(db: asyncpg.Pool, num: int) -> list[dict[str, Any]]:
+    rows = await db.fetch(
+        """
+        SELECT d.delivery_id, d.event, d.action, d.repository, d.installation_id, d.sender,
+               d.received_at,
+               coalesce(jsonb_agg(jsonb_build_object(
+                   'job_id', j.job_id, 'function', j.function, 'status', j.status,
+                   'tries', j.tries, 'error', j.error) ORDER BY j.id)
+                   FILTER (WHERE j.id IS NOT NULL), '[]') AS jobs
+        FROM (SELECT * FROM deliveries ORDER BY id DESC LIMIT $1) d
+        LEFT JOIN jobs j ON j.delivery_id = d.delivery_id
+        GROUP BY d.id, d.delivery_id, d.event, d.action, d.repository, d.installation_id,
+                 d.sender, d.received_at
+        ORDER BY d.id DESC
+        """,
+        num,
+    )
+    return [
+        {**dict(r), "received_at": r["received_at"].isoformat().replace("+00:00", "Z")}
+        for r in rows
+    ]
+
+
+async def load_delivery(db: asyncpg.Pool, delivery_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow("SELECT * FROM deliveries WHERE delivery_id = $1", delivery_id)
+
+
+async def start_job(db: asyncpg.Pool, job_id: str) -> asyncpg.Record | None:
+    """Mark a job running and count the try; None when it was already finished."""
+    return await db.fetchrow(
+        """
+        UPDATE jobs SET status = 'running', tries = tries + 1, updated_at = now()
+        WHERE job_id = $1 AND status IN ('queued', 'running')
+        RETURNING *
+        """,
+        job_id,
+    )
+
+
+async def finish_job(
+    db: asyncpg.Pool, job_id: str, status: str = "done", error: str | None = None
+) -> None:
+    await db.execute(
+        """
+        UPDATE jobs SET status = $2, error = $3, updated_at = now(),
+               finished_at = CASE WHEN $2 IN ('done', 'failed') THEN now() END
+        WHERE job_id = $1
+        """,
+        job_id,
+        status,
+        error,
+    )
+
+
+async def unqueued_jobs(
+    db: asyncpg.Pool, older_than_seconds: float, limit: int = 1000
+) -> list[asyncpg.Record]:
+    """Jobs that should be in Redis by now; re-queueing one that is there is a no-op."""
+    return await db.fetch(
+        """
+        SELECT job_id, function, kwargs FROM jobs
+        WHERE status = 'queued' AND created_at < now() - make_interval(secs => $1)
+        ORDER BY id LIMIT $2
+        """,
+        older_than_seconds,
+        limit,
+    )
+
+
+async def prune_deliveries(db: asyncpg.Pool, keep: int) -> int:
+    """Delete deliveries beyond the newest ``keep``, except those with unfinished or
+    failed jobs (those are still needed to run or retry them)."""
+    result = await db.execute(
+        """
+        DELETE FROM deliveries d
+        WHERE d.id < (SELECT min(id) FROM (SELECT id FROM deliveries
+                                           ORDER BY id DESC LIMIT $1) newest)
+          AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.delivery_id = d.delivery_id
+                          AND j.status IN ('queued', 'running', 'failed'))
+        """,
+        keep,
+    )
+    return int(result.split()[-1])

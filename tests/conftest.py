@@ -1,0 +1,97 @@
+"""Real PostgreSQL and Redis for the whole run; clean tables and queue for every test."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from arq.connections import ArqRedis
+
+from bot import db, embedded
+from bot.config import Settings
+from bot.queue import connect_redis
+from bot.web import create_app
+from tests.support import ADMIN_TOKEN, OLD_SECRET, SECRET
+
+
+@pytest.fixture(scope="session")
+def service_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    database_url = os.environ.get("TEST_DATABASE_URL")
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    data_dir = Path(tmp_path_factory.mktemp("services"))
+    with embedded.services_for(database_url, redis_url, data_dir) as urls:
+        yield urls
+
+
+@pytest.fixture(scope="session")
+async def pool(service_urls: tuple[str, str]) -> AsyncIterator[asyncpg.Pool]:
+    pool = await db.create_pool(service_urls[0], min_size=2, max_size=20)
+    await db.migrate(pool)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def redis(service_urls: tuple[str, str]) -> AsyncIterator[ArqRedis]:
+    client = connect_redis(service_urls[1])
+    yield client
+    await client.aclose()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests that touch PostgreSQL or Redis start from empty tables and an empty queue;
+    # pure tests do not start the servers at all.
+    for item in items:
+        names = getattr(item, "fixturenames", [])
+        if "pool" in names or "redis" in names:
+            names.append("clean_state")
+
+
+@pytest.fixture
+async def clean_state(pool: asyncpg.Pool, redis: ArqRedis) -> None:
+    await pool.execute(
+        "TRUNCATE deliveries, jobs, projects, item_links, installations,"
+        " installation_repositories RESTART IDENTITY CASCADE"
+    )
+    await redis.flushdb()
+
+
+@pytest.fixture
+def settings(service_urls: tuple[str, str], tmp_path: Path) -> Settings:
+    return Settings(
+        webhook_secrets=(SECRET, OLD_SECRET),
+        database_url=service_urls[0],
+        redis_url=service_urls[1],
+        data_dir=tmp_path,
+        admin_token=ADMIN_TOKEN,
+    )
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Any, settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
+) -> Any:
+    return await aiohttp_client(create_app(settings, pool=pool, redis=redis))
+
+
+@pytest.fixture
+def make_client(
+    aiohttp_client: Any, pool: asyncpg.Pool, redis: ArqRedis, settings: Settings
+) -> Any:
+    """A client for an app with changed settings or connections."""
+
+    async def make(**changes: Any) -> Any:
+        connections = {k: changes.pop(k) for k in ("pool", "redis") if k in changes}
+        app = create_app(
+            dataclasses.replace(settings, **changes),
+            pool=connections.get("pool", pool),
+            redis=connections.get("redis", redis),
+        )
+        return await aiohttp_client(app)
+
+    return make

@@ -1,0 +1,74 @@
+"""Helpers shared by the tests: recorded deliveries, signing, a burst worker."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from arq.worker import Worker
+
+from bot.cli import read_fixture, signed_request
+from bot.config import Settings
+from bot.jobs import shutdown, startup
+from bot.queue import connect_redis
+from worker import WorkerSettings
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+SECRET = "test-webhook-secret-0f1e2d3c"
+OLD_SECRET = "rotated-out-secret-9a8b7c6d"
+ADMIN_TOKEN = "test-admin-token-5e6f7a8b"
+
+
+def fixture_paths() -> list[Path]:
+    return sorted(FIXTURES.glob("*/*.json"))
+
+
+def delivery(
+    name: str, *, secret: str = SECRET, new_id: bool = True, **changes: Any
+) -> tuple[dict[str, str], bytes]:
+    """A recorded delivery (``"pull_request/opened"``), signed, with a fresh delivery id."""
+    headers, body = read_fixture(str(FIXTURES / f"{name}.json"))
+    if changes:
+        data = json.loads(body)
+        for dotted, value in changes.items():
+            *path, last = dotted.split("__")
+            target = data
+            for key in path:
+                target = target[key]
+            target[last] = value
+        body = json.dumps(data).encode()
+    return signed_request(headers, body, secret, new_id=new_id), body
+
+
+def new_delivery_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def run_worker(settings: Settings, pool: Any, redis: Any = None, **overrides: Any) -> Worker:
+    """Run a real arq worker in burst mode until the queue is empty.
+
+    The worker gets its own Redis client, as a worker process would (arq closes it).
+    """
+    assert settings.redis_url
+    options: dict[str, Any] = {
+        "functions": WorkerSettings.functions,
+        "redis_pool": connect_redis(settings.redis_url),
+        "burst": True,
+        "poll_delay": 0.01,
+        "handle_signals": False,
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "max_tries": WorkerSettings.max_tries,
+        "job_timeout": WorkerSettings.job_timeout,
+        "max_jobs": WorkerSettings.max_jobs,
+        "ctx": {"settings": settings, "pool": pool},
+    }
+    options.update(overrides)
+    worker = Worker(**options)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    return worker

@@ -1,0 +1,62 @@
+"""GET /events behind ADMIN_TOKEN, /healthz and the home page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support import ADMIN_TOKEN, SECRET, delivery, run_worker
+
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+async def test_events_disabled_without_a_token(make_client: Any) -> None:
+    client = await make_client(admin_token="")
+    response = await client.get("/events", headers={"Authorization": "Bearer "})
+    assert response.status == 404
+
+
+async def test_events_need_the_token(client: Any) -> None:
+    assert (await client.get("/events")).status == 401
+    wrong = await client.get("/events", headers={"Authorization": "Bearer nope"})
+    assert wrong.status == 401
+
+
+async def test_events_list_recent_deliveries_with_job_outcomes(
+    client: Any, settings: Any, pool: Any, redis: Any
+) -> None:
+    for name in ("pull_request/opened", "issue_comment/created_on_pull_request", "ping/ping"):
+        headers, body = delivery(name)
+        await client.post("/webhooks", data=body, headers=headers)
+    await run_worker(settings, pool, redis)
+    response = await client.get("/events?num=2", headers=AUTH)
+    assert response.status == 200
+    events = (await response.json())["events"]
+    assert [e["event"] for e in events] == ["ping", "issue_comment"]
+    comment = events[1]
+    assert comment["repository"] == "puppetlabs/puppet"
+    assert comment["action"] == "created"
+    assert comment["received_at"].endswith("Z")
+    assert [(j["function"], j["status"]) for j in comment["jobs"]] == [("sync_comment", "done")]
+    text = await response.text()
+    assert SECRET not in text and "X-Hub-Signature" not in text and ADMIN_TOKEN not in text
+
+
+async def test_events_num_is_validated(client: Any) -> None:
+    for num in ("0", "-1", "abc", "100000"):
+        response = await client.get(f"/events?num={num}", headers=AUTH)
+        assert response.status == 400
+        assert "num" in (await response.json())["error"]
+
+
+async def test_healthz_reports_both_services(client: Any) -> None:
+    response = await client.get("/healthz")
+    assert response.status == 200
+    assert await response.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+
+
+async def test_home_page_explains_the_service(client: Any) -> None:
+    response = await client.get("/")
+    assert response.status == 200
+    page = await response.text()
+    assert "puppet-webhooks" in page and "/webhooks" in page and "Database: ok" in page
+    assert SECRET not in page

@@ -1,0 +1,109 @@
+"""`python -m bot …` through its real entry point, as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bot.__main__ import build_parser
+from tests.support import FIXTURES, SECRET
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def bot(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "DATABASE_", "REDIS_", "ADMIN_", "TRELLO_", "JIRA_"))
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=ROOT,
+        env={**clean, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def command_names() -> list[list[str]]:
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.choices)  # noqa: SLF001
+    return [[name] for name in subparsers.choices]
+
+
+@pytest.mark.parametrize("command", [[], *command_names()], ids=lambda c: " ".join(c) or "-")
+async def test_every_command_has_help(command: list[str]) -> None:
+    code, out, _ = await bot(*command, "--help")
+    assert code == 0 and "usage: python -m bot" in out
+
+
+async def test_web_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
+    code, out, err = await bot("web", env={"PUPPET_WEBHOOKS_DATA_DIR": str(tmp_path)})
+    assert code == 2
+    assert "GITHUB_WEBHOOK_SECRET" in err and "Traceback" not in err
+
+
+async def test_bad_configuration_exits_2_naming_each_variable() -> None:
+    code, _, err = await bot("web", env={"PORT": "eighty", "GITHUB_EVENT_OUTPUTS": "fax"})
+    assert code == 2
+    assert "PORT" in err and "GITHUB_EVENT_OUTPUTS" in err and "Traceback" not in err
+
+
+async def test_secret_prints_a_fresh_random_secret() -> None:
+    (code1, first, _), (code2, second, _) = await bot("secret"), await bot("secret")
+    assert code1 == code2 == 0
+    assert len(first.strip()) == 64 and first != second
+
+
+async def test_migrate_is_idempotent(service_urls: tuple[str, str], pool: asyncpg.Pool) -> None:
+    code, out, _ = await bot("migrate", env={"DATABASE_URL": service_urls[0]})
+    assert code == 0 and "applied 0 migration(s)" in out
+
+
+async def test_receive_signs_and_posts_a_fixture(client: Any, pool: asyncpg.Pool) -> None:
+    url = str(client.make_url("/webhooks"))
+    fixture = str(FIXTURES / "pull_request" / "opened.json")
+    code, out, _ = await bot(
+        "receive", fixture, "--url", url, env={"GITHUB_WEBHOOK_SECRET": SECRET}
+    )
+    assert code == 0 and out.startswith("202 ")
+    code, out, _ = await bot(
+        "receive", fixture, "--url", url, "--keep-id", env={"GITHUB_WEBHOOK_SECRET": SECRET}
+    )
+    assert code == 0
+    code, out, _ = await bot(
+        "receive", fixture, "--url", url, "--keep-id", env={"GITHUB_WEBHOOK_SECRET": SECRET}
+    )
+    assert code == 0 and '"duplicate"' in out
+    assert await pool.fetchval("SELECT count(*) FROM deliveries") == 2
+
+
+async def test_receive_with_the_wrong_secret_fails_clearly(client: Any) -> None:
+    url = str(client.make_url("/webhooks"))
+    fixture = str(FIXTURES / "issues" / "opened.json")
+    code, out, _ = await bot(
+        "receive", fixture, "--url", url, env={"GITHUB_WEBHOOK_SECRET": "not-the-secret"}
+    )
+    assert code == 1 and out.startswith("401 ")
+
+
+async def test_receive_reports_a_missing_fixture_and_a_dead_service(tmp_path: Path) -> None:
+    env = {"GITHUB_WEBHOOK_SECRET": SECRET}
+    code, _, err = await bot("receive", "fixtures/nope.json", env=env)
+    assert code == 2 and "no such fixture" in err
+    fixture = str(FIXTURES / "ping" / "ping.json")
+    code, _, err = await bot("receive", fixture, "--url", "http://127.0.0.1:9/webhooks", env=env)
+    assert code == 1 and "could not send" in err and "Traceback" not in err

@@ -1,0 +1,122 @@
+"""Deliveries replayed through the app into a real arq worker in burst mode."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import asyncpg
+from arq.connections import ArqRedis
+
+from bot import db, jobs, store
+from bot.queue import connect_redis
+from tests.support import delivery, fixture_paths, run_worker
+
+
+async def post(client: Any, name: str) -> str:
+    headers, body = delivery(name)
+    response = await client.post("/webhooks", data=body, headers=headers)
+    assert response.status in (200, 202), await response.text()
+    return headers["X-GitHub-Delivery"]
+
+
+async def test_every_recorded_delivery_is_processed_by_the_worker(
+    client: Any, settings: Any, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    for path in fixture_paths():
+        await post(client, f"{path.parent.name}/{path.stem}")
+    worker = await run_worker(settings, pool, redis)
+    statuses = await pool.fetch("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+    assert {r["status"]: r["n"] for r in statuses} == {"done": 12}
+    assert worker.jobs_complete == 12 and worker.jobs_failed == 0
+    assert await pool.fetchval("SELECT count(*) FROM deliveries") == len(fixture_paths())
+
+
+async def test_installations_are_recorded(
+    client: Any, settings: Any, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    await post(client, "installation/created")
+    await run_worker(settings, pool, redis)
+    await post(client, "installation_repositories/added")
+    await run_worker(settings, pool, redis)
+    row = await pool.fetchrow("SELECT * FROM installations")
+    assert (row["id"], row["account"], row["status"]) == (31415926, "puppetlabs", "active")
+    repos = await pool.fetch("SELECT repository FROM installation_repositories ORDER BY 1")
+    assert [r["repository"] for r in repos] == [
+        "puppetlabs/facter",
+        "puppetlabs/puppet",
+        "puppetlabs/puppet-agent",
+    ]
+    await post(client, "installation/deleted")
+    await run_worker(settings, pool, redis)
+    assert await pool.fetchval("SELECT status FROM installations") == "deleted"
+
+
+async def test_a_job_run_twice_is_recorded_once(
+    client: Any, settings: Any, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    delivery_id = await post(client, "pull_request/opened")
+    await run_worker(settings, pool, redis)
+    job_id = await pool.fetchval("SELECT job_id FROM jobs")
+    ctx = {"pool": pool, "job_id": job_id, "job_try": 2}
+    again = await jobs.sync_pull_request(
+        ctx, delivery_id=delivery_id, action="opened", repository="puppetlabs/puppet", number=8412
+    )
+    assert again == "already finished"
+    assert await pool.fetchval("SELECT tries FROM jobs") == 1
+
+
+async def test_jobs_that_missed_redis_are_queued_by_the_sweep(
+    make_client: Any, settings: Any, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    dead = connect_redis("redis://127.0.0.1:9/0", timeout=0.2)
+    client = await make_client(redis=dead)
+    await post(client, "pull_request/opened")
+    await post(client, "issues/opened")
+    await dead.aclose()
+    await pool.execute("UPDATE jobs SET created_at = now() - interval '1 minute'")
+    assert await redis.zcard("arq:queue") == 0
+    ctx = {"pool": pool, "redis": redis, "settings": settings}
+    assert (await jobs.sweep(ctx))["requeued"] == 2
+    assert (await jobs.sweep(ctx))["requeued"] == 0  # already in Redis: not queued twice
+    await run_worker(settings, pool, redis)
+    assert await pool.fetchval("SELECT count(*) FROM jobs WHERE status = 'done'") == 2
+
+
+async def test_retention_keeps_the_newest_and_every_unfinished(
+    client: Any, settings: Any, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    first = await post(client, "pull_request/opened")  # its job stays queued
+    done = [await post(client, "ping/ping") for _ in range(5)]
+    ctx = {
+        "pool": pool,
+        "redis": redis,
+        "settings": dataclasses.replace(settings, stored_event_limit=3),
+    }
+    assert (await jobs.sweep(ctx))["pruned"] == 2
+    kept = {r["delivery_id"] for r in await pool.fetch("SELECT delivery_id FROM deliveries")}
+    assert kept == {first, *done[-3:]}
+
+
+async def test_migrations_are_idempotent(pool: asyncpg.Pool) -> None:
+    assert await db.migrate(pool) == []
+    names = [r["name"] for r in await pool.fetch("SELECT name FROM schema_migrations")]
+    assert names == [name for name, _ in db.migration_files()]
+
+
+async def test_deliveries_can_be_saved_in_one_batch(pool: asyncpg.Pool) -> None:
+    from bot.ingest import parse_delivery
+    from bot.queue import JobPlan
+    from tests.support import SECRET
+
+    batch = []
+    for name in ("pull_request/opened", "issues/opened", "pull_request/opened"):
+        headers, body = delivery(name, new_id=name == "issues/opened")
+        parsed = parse_delivery(headers, body, [SECRET])
+        plan = JobPlan(parsed.delivery_id)
+        await plan.enqueue("sync_pull_request", item_key="x#1")
+        batch.append((parsed, plan.jobs))
+    new = await store.save_deliveries(pool, batch[:2])
+    assert len(new) == 2
+    assert await store.save_deliveries(pool, batch[2:]) == set()
+    assert await pool.fetchval("SELECT count(*) FROM jobs") == 2
