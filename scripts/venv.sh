@@ -11,8 +11,12 @@ fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=".venv/.installed-$(cat pyproject.toml | sha1sum | cut -c1-12)-${extras//,/-}"
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[$extras]"
+  echo "installing dependencies into .venv/ (once; log in .venv/install.log)" >&2
+  if ! { .venv/bin/python -m pip install --quiet --upgrade pip &&
+         .venv/bin/python -m pip install --quiet -e ".[$extras]"; } >.venv/install.log 2>&1; then
+    cat .venv/install.log >&2
+    exit 1
+  fi
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -40,7 +40,7 @@ async def bot(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, 
 
 def command_names() -> list[list[str]]:
     parser = build_parser()
-    subparsers = next(a for a in parser._actions if a.choices)  # noqa: SLF001
+    subparsers = next(a for a in parser._actions if a.choices)
     return [[name] for name in subparsers.choices]
 
 
@@ -51,7 +51,7 @@ async def test_every_command_has_help(command: list[str]) -> None:
 
 
 async def test_web_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
-    code, out, err = await bot("web", env={"PUPPET_WEBHOOKS_DATA_DIR": str(tmp_path)})
+    code, _, err = await bot("web", env={"PUPPET_WEBHOOKS_DATA_DIR": str(tmp_path)})
     assert code == 2
     assert "GITHUB_WEBHOOK_SECRET" in err and "Traceback" not in err
 
