@@ -4,7 +4,8 @@ from typing import Any, ClassVar
 
 from arq import cron
 
-from bot.jobs import FUNCTIONS, JOB_TIMEOUT, MAX_TRIES, shutdown, startup, sweep
+from bot.jobs import FUNCTIONS
+from bot.runner import ARQ_MAX_TRIES, JOB_TIMEOUT, shutdown, startup, sweep
 
 
 class WorkerSettings:
@@ -12,7 +13,7 @@ class WorkerSettings:
     cron_jobs: ClassVar[list[Any]] = [cron(sweep, second={0}, run_at_startup=True)]
     on_startup = startup
     on_shutdown = shutdown
-    max_tries = MAX_TRIES
+    max_tries = ARQ_MAX_TRIES
     job_timeout = JOB_TIMEOUT
     max_jobs = 50
     keep_result = 3600

@@ -22,6 +22,7 @@ from bot import db, embedded
 from bot.config import Settings
 from bot.ingest import SIGNATURE_HEADER, signature_for
 from bot.logs import setup_logging
+from bot.outputs import check_names
 
 
 class UsageError(Exception):
@@ -80,6 +81,7 @@ def run_web(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     settings.require("webhook_secret")
+    check_names(settings.outputs)
     with embedded.services_for(settings.database_url, settings.redis_url, settings.data_dir) as (
         database_url,
         redis_url,
@@ -97,6 +99,7 @@ def run_worker(args: argparse.Namespace) -> int:
     from worker import WorkerSettings
 
     settings = load_settings()
+    check_names(settings.outputs)
     with embedded.services_for(settings.database_url, settings.redis_url, settings.data_dir) as (
         database_url,
         redis_url,

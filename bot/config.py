@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_DATA_DIR = Path(".data")
-OUTPUT_NAMES = ("trello", "jira")
 JIRA_PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -82,7 +81,7 @@ class Settings:
             port=reader.integer("PORT", 8080, minimum=1),
             admin_token=reader.text("ADMIN_TOKEN"),
             stored_event_limit=reader.integer("STORED_EVENT_LIMIT", 100, minimum=1),
-            outputs=reader.choices("GITHUB_EVENT_OUTPUTS", OUTPUT_NAMES, ("trello",)),
+            outputs=reader.names("GITHUB_EVENT_OUTPUTS", ("trello",)),
             github_api_url=reader.url("GITHUB_API_URL", "https://api.github.com"),
             github_app_id=reader.text("GITHUB_APP_ID"),
             github_private_key=reader.private_key(),
@@ -192,18 +191,15 @@ class _Reader:
             self.problems.append(f"{name} must be an http(s) URL (got {raw!r})")
         return raw.rstrip("/")
 
-    def choices(
-        self, name: str, allowed: tuple[str, ...], default: tuple[str, ...]
-    ) -> tuple[str, ...]:
+    def names(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """A comma list of output names (which exist is checked when outputs are built)."""
         if name not in self.env:
             return default
         values = tuple(v.lower() for v in self.csv(name))
-        unknown = [v for v in values if v not in allowed]
-        if unknown:
-            self.problems.append(
-                f"{name} has unknown output(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
-            )
-        return tuple(dict.fromkeys(v for v in values if v in allowed))
+        bad = [v for v in values if not re.match(r"^[a-z][a-z0-9_]*$", v)]
+        if bad:
+            self.problems.append(f"{name} has malformed output name(s): {', '.join(bad)}")
+        return tuple(dict.fromkeys(v for v in values if v not in bad))
 
     def timezone(self, name: str) -> str:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

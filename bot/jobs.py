@@ -1,155 +1,186 @@
-"""arq job functions: load what they need, decide, call the integrations, record the outcome."""
+"""arq job functions: load the item, apply it to every output, update the status comment."""
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
-import asyncpg
-
-from bot import store
-from bot.config import Settings
-from bot.db import create_pool
+from bot import status, store
+from bot.integrations.errors import NotRetryable
 from bot.logs import kv
+from bot.outputs.base import Comment, Item, Kind, Link, Output
+from bot.runner import Ctx, tracked
 
 log = logging.getLogger(__name__)
 
-Ctx = dict[str, Any]
-JobFunction = Callable[..., Awaitable[Any]]
-
-MAX_TRIES = 5
-JOB_TIMEOUT = 600
-SWEEP_AFTER_SECONDS = 30.0
+OUTPUT_METHODS = {"opened": "sync", "import": "sync", "closed": "close", "reopened": "reopen"}
 
 
-def tracked(fn: JobFunction) -> JobFunction:
-    """Keep the job's row in PostgreSQL in step: running, then done or failed."""
+class OutputsFailed(NotRetryable):
+    """One or more outputs refused the item for good; the others were still applied."""
 
-    @functools.wraps(fn)
-    async def run(ctx: Ctx, **kwargs: Any) -> Any:
-        pool: asyncpg.Pool = ctx["pool"]
-        job_id: str = ctx["job_id"]
-        fields = kv(
-            job=job_id,
-            function=fn.__name__,
-            delivery=kwargs.get("delivery_id"),
-            item=kwargs.get("item_key"),
-            attempt=ctx.get("job_try"),
-        )
-        row = await store.start_job(pool, job_id)
-        if row is None:
-            log.info("job already finished", extra=fields)
-            return "already finished"
+
+async def step(ctx: Ctx, name: str, run: Callable[[], Awaitable[Link | None]]) -> Link | None:
+    """Run one output's part of a job once: a retried or re-run job skips steps it did."""
+    done: dict[str, Link | None] = ctx.setdefault("steps", {})
+    if name in done:
+        return done[name]
+    link = await run()
+    await store.record_step(ctx["pool"], ctx["job_id"], name, link)
+    done[name] = link
+    return link
+
+
+async def apply_outputs(
+    ctx: Ctx, call: Callable[[Output], Awaitable[Link | None]]
+) -> tuple[list[Link], list[str]]:
+    """Call every output; finish the others even if one fails, then raise the failure
+    that should decide the retry (a retryable one wins over a permanent one)."""
+    tracked_links: list[Link] = []
+    failures: list[str] = []
+    retryable: Exception | None = None
+    outputs: list[Output] = ctx.get("outputs", [])
+    for output in outputs:
         try:
-            result = await fn(ctx, **kwargs)
+            link = await step(ctx, output.name, lambda output=output: call(output))  # type: ignore[misc]
+        except NotRetryable as exc:
+            failures.append(f"{output.name}: {exc}")
         except Exception as exc:
-            await store.finish_job(pool, job_id, "failed", f"{type(exc).__name__}: {exc}")
-            log.error("job failed", extra={"kv": {**fields["kv"], "error": type(exc).__name__}})
-            raise
-        await store.finish_job(pool, job_id, "done")
-        log.info("job done", extra=fields)
-        return result
+            retryable = retryable or exc
+        else:
+            if link is not None:
+                tracked_links.append(link)
+    if retryable is not None:
+        raise retryable
+    return tracked_links, failures
 
-    return run
+
+async def load_payload(ctx: Ctx, delivery_id: str | None) -> dict[str, Any] | None:
+    if not delivery_id:
+        return None
+    row = await store.load_delivery(ctx["pool"], delivery_id)
+    return json.loads(row["body"]) if row is not None else None
+
+
+async def load_item(
+    ctx: Ctx,
+    kind: Kind,
+    repository: str,
+    number: int,
+    installation_id: int | None,
+    delivery_id: str | None,
+) -> Item:
+    """From the stored delivery, or from GitHub when it was pruned (or for an import)."""
+    payload = await load_payload(ctx, delivery_id) or {}
+    data = payload.get("pull_request") or payload.get("issue")
+    if not isinstance(data, dict) or data.get("number") != number:
+        github = ctx["github"]
+        fetch = github.pull_request if kind == "pull_request" else github.issue
+        data = await fetch(repository, number, installation_id)
+    return Item.from_github(kind, repository, data, installation_id)
+
+
+async def sync_item(ctx: Ctx, item: Item, action: str, *, status_comment: bool) -> str:
+    method = OUTPUT_METHODS[action]
+    tracked_links, failures = await apply_outputs(ctx, lambda output: getattr(output, method)(item))
+    if status_comment and item.kind == "pull_request" and tracked_links:
+        shown = "merged" if action == "closed" and item.merged else action
+        body = status.render_status(tracked_links, shown, failures, datetime.now(UTC))
+
+        async def publish() -> Link | None:
+            outcome, _ = await status.publish(ctx["github"], ctx["pool"], item, body)
+            log.info(f"status comment {outcome}", extra=kv(item=f"{item.repository}#{item.number}"))
+            return None
+
+        await step(ctx, "status", publish)
+    if failures:
+        raise OutputsFailed("outputs", "; ".join(failures))
+    where = ", ".join(f"{link.output} {link.label}" for link in tracked_links)
+    return f"{action} {item.repository}#{item.number}: " + (where or "no output handled it")
 
 
 @tracked
-async def sync_pull_request(ctx: Ctx, **item: Any) -> str:
-    return f"{item['action']} {item['repository']}#{item['number']}"
+async def sync_pull_request(
+    ctx: Ctx,
+    *,
+    repository: str,
+    number: int,
+    action: str,
+    installation_id: int | None = None,
+    delivery_id: str | None = None,
+    sender_is_bot: bool = False,
+) -> str:
+    item = await load_item(ctx, "pull_request", repository, number, installation_id, delivery_id)
+    # Events sent by bots never lead to new comments (no loops between bots).
+    return await sync_item(ctx, item, action, status_comment=not sender_is_bot)
 
 
 @tracked
-async def sync_issue(ctx: Ctx, **item: Any) -> str:
-    return f"{item['action']} {item['repository']}#{item['number']}"
+async def sync_issue(
+    ctx: Ctx,
+    *,
+    repository: str,
+    number: int,
+    action: str,
+    installation_id: int | None = None,
+    delivery_id: str | None = None,
+    sender_is_bot: bool = False,
+) -> str:
+    item = await load_item(ctx, "issue", repository, number, installation_id, delivery_id)
+    return await sync_item(ctx, item, action, status_comment=False)
 
 
 @tracked
-async def sync_comment(ctx: Ctx, **item: Any) -> str:
-    return f"comment {item['comment_id']} on {item['repository']}#{item['number']}"
+async def sync_comment(
+    ctx: Ctx,
+    *,
+    repository: str,
+    number: int,
+    comment_id: int,
+    is_pull_request: bool,
+    installation_id: int | None = None,
+    delivery_id: str | None = None,
+    action: str = "created",
+    sender_is_bot: bool = False,
+) -> str:
+    """Copy a new comment onto the linked card/issue; nothing is created when none exists."""
+    kind: Kind = "pull_request" if is_pull_request else "issue"
+    payload = await load_payload(ctx, delivery_id) or {}
+    issue, raw = payload.get("issue"), payload.get("comment")
+    if not isinstance(issue, dict) or not isinstance(raw, dict):
+        issue = await ctx["github"].issue(repository, number, installation_id)
+        raw = await ctx["github"].issue_comment(repository, comment_id, installation_id)
+    item = Item.from_github(kind, repository, issue, installation_id)
+    comment = Comment(
+        id=int(raw["id"]),
+        author=str((raw.get("user") or {}).get("login") or "ghost"),
+        body=str(raw.get("body") or ""),
+        html_url=str(raw.get("html_url") or item.html_url),
+    )
+    tracked_links, failures = await apply_outputs(ctx, lambda output: output.comment(item, comment))
+    if failures:
+        raise OutputsFailed("outputs", "; ".join(failures))
+    if not tracked_links:
+        log.info("comment not copied: item is not tracked", extra=kv(item=f"{repository}#{number}"))
+    where = ", ".join(f"{link.output} {link.label}" for link in tracked_links)
+    return f"comment {comment_id} on {repository}#{number}: " + (where or "not tracked")
 
 
 @tracked
 async def record_installation(ctx: Ctx, *, delivery_id: str, installation_id: int) -> str:
     """Keep the installations table (and which repositories each covers) current."""
-    row = await store.load_delivery(ctx["pool"], delivery_id)
-    if row is None:
+    data = await load_payload(ctx, delivery_id)
+    if data is None:
         return "delivery pruned"
-    data = json.loads(row["body"])
-    installation = data["installation"]
-    action = data.get("action")
-    status = {"deleted": "deleted", "suspend": "suspended"}.get(action or "", "active")
-    account = (installation.get("account") or {}).get("login", "")
-    async with ctx["pool"].acquire() as conn, conn.transaction():
-        await conn.execute(
-            """
-            INSERT INTO installations (id, account, target_type, repository_selection, status)
-            VALUES ($1, $2, $3, $4, $5)
-            ON CONFLICT (id) DO UPDATE SET
-                account = CASE WHEN EXCLUDED.account = '' THEN installations.account
-                               ELSE EXCLUDED.account END,
-                target_type = coalesce(EXCLUDED.target_type, installations.target_type),
-                repository_selection = coalesce(EXCLUDED.repository_selection,
-                                                installations.repository_selection),
-                status = EXCLUDED.status, updated_at = now()
-            """,
-            installation_id,
-            account,
-            installation.get("target_type"),
-            installation.get("repository_selection") or data.get("repository_selection"),
-            status,
-        )
-        added = [r["full_name"] for r in data.get("repositories") or []]
-        added += [r["full_name"] for r in data.get("repositories_added") or []]
-        removed = [r["full_name"] for r in data.get("repositories_removed") or []]
-        await conn.execute(
-            "INSERT INTO installation_repositories (installation_id, repository)"
-            " SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
-            installation_id,
-            added,
-        )
-        await conn.execute(
-            "DELETE FROM installation_repositories"
-            " WHERE installation_id = $1 AND repository = ANY($2::text[])",
-            installation_id,
-            removed,
-        )
-    return f"installation {installation_id} {status}"
+    return await store.record_installation(ctx["pool"], installation_id, data)
 
 
-async def sweep(ctx: Ctx) -> dict[str, int]:
-    """Queue jobs that never reached Redis and prune old deliveries (runs every minute)."""
-    pool: asyncpg.Pool = ctx["pool"]
-    requeued = 0
-    for row in await store.unqueued_jobs(pool, SWEEP_AFTER_SECONDS):
-        job = await ctx["redis"].enqueue_job(
-            row["function"], _job_id=row["job_id"], **row["kwargs"]
-        )
-        requeued += job is not None
-    pruned = await store.prune_deliveries(pool, ctx["settings"].stored_event_limit)
-    if requeued or pruned:
-        log.info("sweep", extra=kv(requeued=requeued, pruned=pruned))
-    return {"requeued": requeued, "pruned": pruned}
-
-
-async def startup(ctx: Ctx) -> None:
-    """Shared resources, made once per worker process."""
-    settings: Settings = ctx.get("settings") or Settings.from_env()
-    ctx["settings"] = settings
-    if "pool" not in ctx:
-        assert settings.database_url
-        ctx["pool"] = await create_pool(settings.database_url, min_size=1, max_size=20)
-        ctx["owns_pool"] = True
-    ctx["http"] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-
-
-async def shutdown(ctx: Ctx) -> None:
-    await ctx["http"].close()
-    if ctx.pop("owns_pool", False):
-        await ctx["pool"].close()
-
-
-FUNCTIONS: list[JobFunction] = [sync_pull_request, sync_issue, sync_comment, record_installation]
+FUNCTIONS: list[Callable[..., Awaitable[Any]]] = [
+    sync_pull_request,
+    sync_issue,
+    sync_comment,
+    record_installation,
+]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
 from bot.ingest import Delivery
+from bot.outputs.base import Link
 from bot.queue import JobRequest
 
 UNFINISHED = ("queued", "running")
@@ -87,31 +89,123 @@ async def load_delivery(db: asyncpg.Pool, delivery_id: str) -> asyncpg.Record | 
     return await db.fetchrow("SELECT * FROM deliveries WHERE delivery_id = $1", delivery_id)
 
 
-async def start_job(db: asyncpg.Pool, job_id: str) -> asyncpg.Record | None:
-    """Mark a job running and count the try; None when it was already finished."""
-    return await db.fetchrow(
+async def claim_job(db: asyncpg.Pool, job_id: str) -> tuple[str, asyncpg.Record | None]:
+    """Mark a job running, unless it is finished or an earlier job on its item is not.
+
+    Returns ("run", row), ("finished", None), ("waiting", None) or ("unknown", None).
+    Every job about one item thus runs alone and in arrival (id) order, across any
+    number of worker processes.
+    """
+    row = await db.fetchrow(
         """
         UPDATE jobs SET status = 'running', tries = tries + 1, updated_at = now()
         WHERE job_id = $1 AND status IN ('queued', 'running')
+          AND NOT EXISTS (
+              SELECT 1 FROM jobs earlier
+              WHERE earlier.item_key = jobs.item_key AND earlier.id < jobs.id
+                AND earlier.status IN ('queued', 'running'))
         RETURNING *
         """,
         job_id,
     )
+    if row is not None:
+        return "run", row
+    current = await db.fetchval("SELECT status FROM jobs WHERE job_id = $1", job_id)
+    if current is None:
+        return "unknown", None
+    return ("finished" if current in ("done", "failed") else "waiting"), None
+
+
+async def requeue_job(db: asyncpg.Pool, job_id: str, error: str, counts: bool) -> None:
+    """Back to queued after a failed try (later jobs on the item keep waiting for it)."""
+    await db.execute(
+        """
+        UPDATE jobs SET status = 'queued', error = $2, updated_at = now(),
+               failures = failures + CASE WHEN $3 THEN 1 ELSE 0 END
+        WHERE job_id = $1
+        """,
+        job_id,
+        error,
+        counts,
+    )
 
 
 async def finish_job(
-    db: asyncpg.Pool, job_id: str, status: str = "done", error: str | None = None
+    db: asyncpg.Pool,
+    job_id: str,
+    status: str = "done",
+    error: str | None = None,
+    outcome: str | None = None,
 ) -> None:
     await db.execute(
         """
-        UPDATE jobs SET status = $2, error = $3, updated_at = now(),
-               finished_at = CASE WHEN $2 IN ('done', 'failed') THEN now() END
+        UPDATE jobs SET status = $2, error = $3, outcome = $4, updated_at = now(),
+               finished_at = now()
         WHERE job_id = $1
         """,
         job_id,
         status,
         error,
+        outcome,
     )
+
+
+async def job_steps(db: asyncpg.Pool, job_id: str) -> dict[str, Link | None]:
+    rows = await db.fetch("SELECT step, link FROM job_steps WHERE job_id = $1", job_id)
+    return {r["step"]: Link(**r["link"]) if r["link"] else None for r in rows}
+
+
+async def record_step(db: asyncpg.Pool, job_id: str, step: str, link: Link | None) -> None:
+    await db.execute(
+        "INSERT INTO job_steps (job_id, step, link) VALUES ($1, $2, $3)"
+        " ON CONFLICT (job_id, step) DO UPDATE SET link = EXCLUDED.link",
+        job_id,
+        step,
+        dataclasses.asdict(link) if link else None,
+    )
+
+
+async def record_installation(db: asyncpg.Pool, installation_id: int, data: dict[str, Any]) -> str:
+    """Apply an installation or installation_repositories payload."""
+    installation = data["installation"]
+    action = data.get("action") or ""
+    status = {"deleted": "deleted", "suspend": "suspended"}.get(action, "active")
+    account = (installation.get("account") or {}).get("login", "")
+    added = [r["full_name"] for r in data.get("repositories") or []]
+    added += [r["full_name"] for r in data.get("repositories_added") or []]
+    removed = [r["full_name"] for r in data.get("repositories_removed") or []]
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """
+            INSERT INTO installations (id, account, target_type, repository_selection, status)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (id) DO UPDATE SET
+                account = CASE WHEN EXCLUDED.account = '' THEN installations.account
+                               ELSE EXCLUDED.account END,
+                target_type = coalesce(EXCLUDED.target_type, installations.target_type),
+                repository_selection = coalesce(EXCLUDED.repository_selection,
+                                                installations.repository_selection),
+                status = EXCLUDED.status, updated_at = now()
+            """,
+            installation_id,
+            account,
+            installation.get("target_type"),
+            installation.get("repository_selection") or data.get("repository_selection"),
+            status,
+        )
+        await conn.execute(
+            "INSERT INTO installation_repositories (installation_id, repository)"
+            " SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+            installation_id,
+            added,
+        )
+        await conn.execute(
+            "DELETE FROM installation_repositories"
+            " WHERE installation_id = $1 AND repository = ANY($2::text[])",
+            installation_id,
+            removed,
+        )
+    return f"installation {installation_id} {status}"
 
 
 async def unqueued_jobs(

@@ -18,6 +18,9 @@ from bot.queue import connect_redis
 from bot.web import create_app
 from tests.support import ADMIN_TOKEN, OLD_SECRET, SECRET
 
+# The fake outside APIs (one module each) and their fixtures.
+pytest_plugins = ["tests.fakes.github"]
+
 
 @pytest.fixture(scope="session")
 def service_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
@@ -69,6 +72,7 @@ def settings(service_urls: tuple[str, str], tmp_path: Path) -> Settings:
         redis_url=service_urls[1],
         data_dir=tmp_path,
         admin_token=ADMIN_TOKEN,
+        outputs=(),  # tests that exercise an output configure it
     )
 
 

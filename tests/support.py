@@ -11,8 +11,8 @@ from arq.worker import Worker
 
 from bot.cli import read_fixture, signed_request
 from bot.config import Settings
-from bot.jobs import shutdown, startup
 from bot.queue import connect_redis
+from bot.runner import shutdown, startup
 from worker import WorkerSettings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

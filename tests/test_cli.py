@@ -57,9 +57,15 @@ async def test_web_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
 
 
 async def test_bad_configuration_exits_2_naming_each_variable() -> None:
-    code, _, err = await bot("web", env={"PORT": "eighty", "GITHUB_EVENT_OUTPUTS": "fax"})
+    code, _, err = await bot("web", env={"PORT": "eighty", "GITHUB_EVENT_OUTPUTS": "fa x!"})
     assert code == 2
     assert "PORT" in err and "GITHUB_EVENT_OUTPUTS" in err and "Traceback" not in err
+
+
+async def test_unknown_output_is_refused_at_start() -> None:
+    code, _, err = await bot("worker", env={"GITHUB_EVENT_OUTPUTS": "fax"})
+    assert code == 2
+    assert "GITHUB_EVENT_OUTPUTS" in err and "fax" in err and "Traceback" not in err
 
 
 async def test_secret_prints_a_fresh_random_secret() -> None:

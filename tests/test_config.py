@@ -30,7 +30,7 @@ def test_every_problem_is_reported_together() -> None:
             {
                 "PORT": "http",
                 "STORED_EVENT_LIMIT": "-3",
-                "GITHUB_EVENT_OUTPUTS": "trello,slack",
+                "GITHUB_EVENT_OUTPUTS": "trello,sl@ck",
                 "ARCHIVE_CARD": "maybe",
                 "TZ": "Mars/Olympus",
                 "GITHUB_API_URL": "ftp://x",

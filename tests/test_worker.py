@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 from arq.connections import ArqRedis
 
-from bot import db, jobs, store
+from bot import db, jobs, runner, store
 from bot.queue import connect_redis
 from tests.support import delivery, fixture_paths, run_worker
 
@@ -77,8 +77,8 @@ async def test_jobs_that_missed_redis_are_queued_by_the_sweep(
     await pool.execute("UPDATE jobs SET created_at = now() - interval '1 minute'")
     assert await redis.zcard("arq:queue") == 0
     ctx = {"pool": pool, "redis": redis, "settings": settings}
-    assert (await jobs.sweep(ctx))["requeued"] == 2
-    assert (await jobs.sweep(ctx))["requeued"] == 0  # already in Redis: not queued twice
+    assert (await runner.sweep(ctx))["requeued"] == 2
+    assert (await runner.sweep(ctx))["requeued"] == 0  # already in Redis: not queued twice
     await run_worker(settings, pool, redis)
     assert await pool.fetchval("SELECT count(*) FROM jobs WHERE status = 'done'") == 2
 
@@ -93,7 +93,7 @@ async def test_retention_keeps_the_newest_and_every_unfinished(
         "redis": redis,
         "settings": dataclasses.replace(settings, stored_event_limit=3),
     }
-    assert (await jobs.sweep(ctx))["pruned"] == 2
+    assert (await runner.sweep(ctx))["pruned"] == 2
     kept = {r["delivery_id"] for r in await pool.fetch("SELECT delivery_id FROM deliveries")}
     assert kept == {first, *done[-3:]}
 

@@ -7,22 +7,57 @@ register it with one line in ``REGISTRY`` below.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from bot.config import ConfigError, Settings
+from bot.logs import kv
 from bot.outputs.base import Comment, Contributor, Item, Link, Output, Services
 
-REGISTRY: dict[str, Callable[[Services], Output]] = {}
+log = logging.getLogger(__name__)
 
 
-def register(name: str, factory: Callable[[Services], Output]) -> None:
-    REGISTRY[name] = factory
+@dataclass(frozen=True)
+class Registration:
+    factory: Callable[[Services], Output]
+    # Names of the variables an output needs but the settings lack (empty: ready).
+    missing: Callable[[Settings], list[str]]
+
+
+REGISTRY: dict[str, Registration] = {}
+
+
+def register(
+    name: str,
+    factory: Callable[[Services], Output],
+    missing: Callable[[Settings], list[str]] = lambda settings: [],
+) -> None:
+    REGISTRY[name] = Registration(factory, missing)
+
+
+def check_names(names: tuple[str, ...]) -> None:
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise ConfigError(
+            [
+                f"GITHUB_EVENT_OUTPUTS names unknown output(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(REGISTRY)) or 'none'}"
+            ]
+        )
 
 
 def build_outputs(names: tuple[str, ...], services: Services) -> list[Output]:
-    unknown = [n for n in names if n not in REGISTRY]
-    if unknown:
-        raise ValueError(f"unknown output(s): {', '.join(unknown)}")
-    return [REGISTRY[name](services) for name in names]
+    """The outputs GITHUB_EVENT_OUTPUTS names; an unconfigured one is skipped, loudly."""
+    check_names(names)
+    outputs = []
+    for name in names:
+        missing = REGISTRY[name].missing(services.settings)
+        if missing:
+            log.warning(f"output {name} disabled", extra=kv(missing=",".join(missing)))
+            continue
+        outputs.append(REGISTRY[name].factory(services))
+    return outputs
 
 
 __all__ = [
@@ -32,7 +67,9 @@ __all__ = [
     "Item",
     "Link",
     "Output",
+    "Registration",
     "Services",
     "build_outputs",
+    "check_names",
     "register",
 ]

@@ -1,0 +1,250 @@
+"""GitHub REST client: App or token auth, cached installation tokens, contributor details."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from cachetools import TLRUCache, TTLCache
+from gidgethub.apps import get_jwt
+
+from bot.config import Settings
+from bot.integrations.errors import NotRetryable
+from bot.integrations.http import Response, send
+from bot.logs import kv
+from bot.outputs.base import Contributor
+
+log = logging.getLogger(__name__)
+
+SERVICE = "github"
+API_VERSION = "2022-11-28"
+USER_AGENT = "puppet-webhooks"
+# Renew an installation token this long before GitHub says it expires (tokens last 1 h).
+TOKEN_RENEW_MARGIN = 300.0
+# A JWT is valid for up to 10 minutes; reuse one for 8 so we never send a nearly-dead one.
+JWT_REUSE_SECONDS = 480.0
+CONTRIBUTOR_TTL = 3600.0
+_NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
+
+
+def _expiry_timestamp(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+class GitHubClient:
+    """One per process. Every request goes through ``_request``."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.api_url = settings.github_api_url.rstrip("/")
+        self._clock = clock
+        # Per-installation tokens, each dropped TOKEN_RENEW_MARGIN before it expires.
+        self._tokens: TLRUCache[int, tuple[str, float]] = TLRUCache(
+            maxsize=10_000, ttu=lambda _key, value, _now: value[1] - TOKEN_RENEW_MARGIN, timer=clock
+        )
+        self._token_locks: dict[int, asyncio.Lock] = {}
+        self._jwt: tuple[str, float] | None = None
+        self._contributors: TTLCache[str, Contributor] = TTLCache(
+            maxsize=10_000, ttl=CONTRIBUTOR_TTL, timer=clock
+        )
+
+    @property
+    def app_mode(self) -> bool:
+        return bool(self.settings.github_app_id and self.settings.github_private_key)
+
+    # -- the I/O seam -------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        installation_id: int | None,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        authorization: str | None = None,
+    ) -> Response:
+        url = path if path.startswith("http") else f"{self.api_url}{path}"
+        headers = {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": API_VERSION,
+            "User-Agent": USER_AGENT,
+            "Authorization": authorization or await self._authorization(installation_id),
+        }
+        return await send(
+            self.session, SERVICE, method, url, headers=headers, params=params, body=body
+        )
+
+    # -- authentication -----------------------------------------------------------------
+
+    async def _authorization(self, installation_id: int | None) -> str:
+        if self.app_mode and installation_id is not None:
+            return f"token {await self.installation_token(installation_id)}"
+        if self.settings.github_token:
+            return f"token {self.settings.github_token}"
+        if self.app_mode:
+            raise NotRetryable(
+                SERVICE, "the delivery has no installation and GITHUB_TOKEN is unset"
+            )
+        raise NotRetryable(
+            SERVICE, "no credentials: set GITHUB_APP_ID and GITHUB_PRIVATE_KEY, or GITHUB_TOKEN"
+        )
+
+    def app_jwt(self) -> str:
+        now = self._clock()
+        if self._jwt is None or now - self._jwt[1] > JWT_REUSE_SECONDS:
+            token = get_jwt(
+                app_id=self.settings.github_app_id, private_key=self.settings.github_private_key
+            )
+            self._jwt = (token, now)
+        return self._jwt[0]
+
+    async def installation_token(self, installation_id: int) -> str:
+        """A cached installation access token, minted once per installation and hour."""
+        cached = self._tokens.get(installation_id)
+        if cached is not None:
+            return cached[0]
+        lock = self._token_locks.setdefault(installation_id, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(installation_id)
+            if cached is not None:
+                return cached[0]
+            response = await self._request(
+                "POST",
+                f"/app/installations/{installation_id}/access_tokens",
+                installation_id=None,
+                authorization=f"Bearer {self.app_jwt()}",
+            )
+            token, expires_at = (
+                response.data["token"],
+                _expiry_timestamp(response.data["expires_at"]),
+            )
+            self._tokens[installation_id] = (token, expires_at)
+            log.info("installation token minted", extra=kv(installation=installation_id))
+            return str(token)
+
+    async def repository_installation(self, repository: str) -> int | None:
+        """The App installation covering a repository (None in token mode)."""
+        if not self.app_mode:
+            return None
+        response = await self._request(
+            "GET",
+            f"/repos/{_repo(repository)}/installation",
+            installation_id=None,
+            authorization=f"Bearer {self.app_jwt()}",
+        )
+        return int(response.data["id"])
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def paginate(
+        self, path: str, *, installation_id: int | None, params: dict[str, str] | None = None
+    ) -> AsyncIterator[Any]:
+        """Every element of a list endpoint, following ``Link: rel="next"`` pages."""
+        url: str | None = path
+        query: dict[str, str] | None = {"per_page": "100", **(params or {})}
+        while url:
+            response = await self._request(
+                "GET", url, installation_id=installation_id, params=query
+            )
+            for element in response.data or []:
+                yield element
+            match = _NEXT_LINK.search(response.headers.get("Link", ""))
+            url, query = (match.group(1), None) if match else (None, None)
+
+    async def contributor(self, login: str, installation_id: int | None) -> Contributor:
+        cached = self._contributors.get(login)
+        if cached is not None:
+            return cached
+        response = await self._request(
+            "GET", f"/users/{quote(login)}", installation_id=installation_id
+        )
+        user = response.data
+        contributor = Contributor(
+            login=login,
+            name=user.get("name") or login,
+            email=user.get("email") or None,
+            company=user.get("company") or None,
+            avatar_url=user.get("avatar_url") or "",
+            html_url=user.get("html_url") or f"https://github.com/{login}",
+        )
+        self._contributors[login] = contributor
+        return contributor
+
+    async def pull_request(
+        self, repository: str, number: int, installation_id: int | None
+    ) -> dict[str, Any]:
+        response = await self._request(
+            "GET", f"/repos/{_repo(repository)}/pulls/{number}", installation_id=installation_id
+        )
+        return dict(response.data)
+
+    async def issue(
+        self, repository: str, number: int, installation_id: int | None
+    ) -> dict[str, Any]:
+        response = await self._request(
+            "GET", f"/repos/{_repo(repository)}/issues/{number}", installation_id=installation_id
+        )
+        return dict(response.data)
+
+    # -- issue comments -----------------------------------------------------------------
+
+    async def issue_comment(
+        self, repository: str, comment_id: int, installation_id: int | None
+    ) -> dict[str, Any]:
+        response = await self._request(
+            "GET",
+            f"/repos/{_repo(repository)}/issues/comments/{comment_id}",
+            installation_id=installation_id,
+        )
+        return dict(response.data)
+
+    async def find_comment(
+        self, repository: str, number: int, marker: str, installation_id: int | None
+    ) -> dict[str, Any] | None:
+        path = f"/repos/{_repo(repository)}/issues/{number}/comments"
+        async for comment in self.paginate(path, installation_id=installation_id):
+            if marker in (comment.get("body") or ""):
+                return dict(comment)
+        return None
+
+    async def create_comment(
+        self, repository: str, number: int, body: str, installation_id: int | None
+    ) -> dict[str, Any]:
+        response = await self._request(
+            "POST",
+            f"/repos/{_repo(repository)}/issues/{number}/comments",
+            installation_id=installation_id,
+            body={"body": body},
+        )
+        return dict(response.data)
+
+    async def edit_comment(
+        self, repository: str, comment_id: int, body: str, installation_id: int | None
+    ) -> dict[str, Any]:
+        response = await self._request(
+            "PATCH",
+            f"/repos/{_repo(repository)}/issues/comments/{comment_id}",
+            installation_id=installation_id,
+            body={"body": body},
+        )
+        return dict(response.data)
+
+
+def _repo(repository: str) -> str:
+    owner, _, name = repository.partition("/")
+    return f"{quote(owner, safe='')}/{quote(name, safe='')}"

@@ -1,0 +1,121 @@
+"""How every job runs: one at a time per item, in arrival order, retried by SPEC §8's rules.
+
+Also the worker's lifecycle (shared resources made once in ``startup``) and the sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import asyncpg
+from arq import Retry
+
+from bot import store
+from bot.config import Settings
+from bot.db import create_pool
+from bot.integrations.github import GitHubClient
+from bot.logs import kv
+from bot.outputs import build_outputs
+from bot.outputs.base import Link, Services
+from bot.retry import ORDER_WAIT, decide
+
+log = logging.getLogger(__name__)
+
+Ctx = dict[str, Any]
+JobFunction = Callable[..., Awaitable[Any]]
+
+JOB_TIMEOUT = 600  # seconds, as the old service
+# Our own deadline sits inside arq's so a slow try is retried, not killed unrecorded.
+TRY_TIMEOUT = JOB_TIMEOUT - 30
+# arq counts every Retry (rate-limit and ordering waits too); our rows count real
+# failures against MAX_TRIES, so arq's own limit is only a backstop.
+ARQ_MAX_TRIES = 1000
+SWEEP_AFTER_SECONDS = 30.0
+
+
+def tracked(fn: JobFunction) -> JobFunction:
+    """Run a job body under its PostgreSQL row: in order per item, retried, recorded."""
+
+    @functools.wraps(fn)
+    async def run(ctx: Ctx, **kwargs: Any) -> Any:
+        pool: asyncpg.Pool = ctx["pool"]
+        job_id: str = ctx["job_id"]
+        fields = {"job": job_id, "function": fn.__name__, "delivery": kwargs.get("delivery_id")}
+        state, row = await store.claim_job(pool, job_id)
+        if state == "finished":
+            log.info("job already finished", extra=kv(**fields))
+            return "already finished"
+        if state == "waiting":
+            # An earlier event about the same item is not finished: it goes first.
+            raise Retry(defer=ORDER_WAIT)
+        if state == "unknown":
+            log.warning("job has no record; not run", extra=kv(**fields))
+            return "unknown job"
+        assert row is not None
+        job_ctx = {**ctx, "steps": await store.job_steps(pool, job_id)}
+        try:
+            async with asyncio.timeout(TRY_TIMEOUT):
+                outcome = await fn(job_ctx, **kwargs)
+        except Exception as exc:
+            failures = row["failures"] + 1
+            decision = decide(exc, failures)
+            if decision.retry:
+                await store.requeue_job(pool, job_id, decision.reason, decision.counts)
+                log.warning(
+                    "job will retry",
+                    extra=kv(**fields, delay=f"{decision.delay:.1f}", reason=decision.reason),
+                )
+                raise Retry(defer=decision.delay) from None
+            await store.finish_job(pool, job_id, "failed", decision.reason)
+            log.error("job failed", extra=kv(**fields, reason=decision.reason))
+            return f"failed: {decision.reason}"
+        await store.finish_job(pool, job_id, "done", outcome=str(outcome))
+        log.info("job done", extra=kv(**fields, outcome=outcome))
+        return outcome
+
+    return run
+
+
+async def sweep(ctx: Ctx) -> dict[str, int]:
+    """Queue jobs that never reached Redis and prune old deliveries (runs every minute)."""
+    pool: asyncpg.Pool = ctx["pool"]
+    requeued = 0
+    for row in await store.unqueued_jobs(pool, SWEEP_AFTER_SECONDS):
+        job = await ctx["redis"].enqueue_job(
+            row["function"], _job_id=row["job_id"], **row["kwargs"]
+        )
+        requeued += job is not None
+    pruned = await store.prune_deliveries(pool, ctx["settings"].stored_event_limit)
+    if requeued or pruned:
+        log.info("sweep", extra=kv(requeued=requeued, pruned=pruned))
+    return {"requeued": requeued, "pruned": pruned}
+
+
+async def startup(ctx: Ctx) -> None:
+    """Shared resources, made once per worker process and kept in ``ctx``."""
+    settings: Settings = ctx.get("settings") or Settings.from_env()
+    ctx["settings"] = settings
+    if "pool" not in ctx:
+        assert settings.database_url
+        ctx["pool"] = await create_pool(settings.database_url, min_size=1, max_size=20)
+        ctx["owns_pool"] = True
+    ctx["http"] = aiohttp.ClientSession()
+    ctx["github"] = GitHubClient(ctx["http"], settings)
+    services = Services(settings, ctx["http"], ctx["pool"], directory=ctx["github"])
+    ctx["outputs"] = build_outputs(settings.outputs, services)
+    names = ",".join(o.name for o in ctx["outputs"]) or "none"
+    log.info("worker ready", extra=kv(outputs=names))
+
+
+async def shutdown(ctx: Ctx) -> None:
+    await ctx["http"].close()
+    if ctx.pop("owns_pool", False):
+        await ctx["pool"].close()
+
+
+__all__ = ["ARQ_MAX_TRIES", "JOB_TIMEOUT", "Ctx", "Link", "shutdown", "startup", "sweep", "tracked"]

@@ -1,0 +1,332 @@
+"""A small GitHub REST API in memory, served on a local port, for the tests.
+
+It behaves like the real one where the bot cares: App JWTs are verified (RS256, iat/exp
+rules), installation tokens expire, list endpoints paginate with ``Link`` headers, and
+errors use GitHub's status codes, rate-limit headers and JSON bodies.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+DOCS = "https://docs.github.com/rest"
+APP_ID = "412337"
+
+
+def _now_iso(offset: float = 0) -> str:
+    return datetime.fromtimestamp(time.time() + offset, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(
+        {"message": message, "documentation_url": DOCS}, status=status, headers=headers
+    )
+
+
+@dataclass
+class FakeGitHub:
+    private_pem: str
+    public_key: Any
+    app_id: str = APP_ID
+    personal_token: str = "ghp_faketoken0123456789"
+    token_lifetime: float = 3600.0
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pulls: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    issues: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    comments: dict[int, dict[str, Any]] = field(default_factory=dict)
+    installations: dict[str, int] = field(default_factory=dict)  # repo -> installation
+    gists: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tokens: dict[str, tuple[int, float]] = field(default_factory=dict)  # token -> inst, exp
+    jwt_claims: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    faults: list[Callable[[web.Request], web.Response | None]] = field(default_factory=list)
+    base_url: str = ""
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1_900_000_001))
+
+    # -- helpers for tests --------------------------------------------------------------
+
+    def calls(self, method: str, prefix: str = "") -> int:
+        return sum(1 for m, p in self.requests if m == method and p.startswith(prefix))
+
+    def comments_on(self, repository: str, number: int) -> list[dict[str, Any]]:
+        url = f"{self.base_url}/repos/{repository}/issues/{number}"
+        return [c for c in self.comments.values() if c["issue_url"] == url]
+
+    def rate_limit_next(self, count: int = 1, reset_in: float = 120.0) -> None:
+        """The next ``count`` requests get GitHub's primary rate-limit answer."""
+        remaining = [count]
+
+        def fault(request: web.Request) -> web.Response | None:
+            if remaining[0] <= 0:
+                return None
+            remaining[0] -= 1
+            reset = str(int(time.time() + reset_in))
+            return error(
+                403,
+                "API rate limit exceeded for installation ID 31415926.",
+                {
+                    "x-ratelimit-limit": "5000",
+                    "x-ratelimit-remaining": "0",
+                    "x-ratelimit-reset": reset,
+                    "x-ratelimit-used": "5000",
+                },
+            )
+
+        self.faults.append(fault)
+
+    def fail_next(self, count: int, status: int = 502) -> None:
+        remaining = [count]
+
+        def fault(request: web.Request) -> web.Response | None:
+            if remaining[0] <= 0:
+                return None
+            remaining[0] -= 1
+            return error(status, "Server Error" if status >= 500 else "Failed")
+
+        self.faults.append(fault)
+
+    def add_user(self, login: str, **fields: Any) -> None:
+        user_id = next(self._ids)
+        self.users[login] = {
+            "login": login,
+            "id": user_id,
+            "node_id": f"U_{user_id}",
+            "type": "User",
+            "avatar_url": f"https://avatars.githubusercontent.com/u/{user_id}?v=4",
+            "html_url": f"https://github.com/{login}",
+            "name": None,
+            "company": None,
+            "email": None,
+            "blog": "",
+            "location": None,
+            "bio": None,
+            **fields,
+        }
+
+    # -- auth ---------------------------------------------------------------------------
+
+    def _check_jwt(self, request: web.Request) -> web.Response | None:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return error(401, "A JSON web token could not be decoded")
+        try:
+            claims = jwt.decode(
+                header[7:],
+                self.public_key,
+                algorithms=["RS256"],
+                options={"require": ["iat", "exp", "iss"]},
+                leeway=0,
+            )
+        except jwt.PyJWTError:
+            return error(401, "A JSON web token could not be decoded")
+        now = time.time()
+        if (
+            claims["exp"] - now > 600
+            or claims["iat"] > now + 1
+            or str(claims["iss"]) != self.app_id
+        ):
+            return error(401, "'Expiration time' claim ('exp') is too far in the future")
+        self.jwt_claims.append({**claims, "alg": jwt.get_unverified_header(header[7:])["alg"]})
+        return None
+
+    def _check_token(self, request: web.Request) -> web.Response | None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() not in ("token", "bearer"):
+            return error(401, "Requires authentication")
+        if token == self.personal_token:
+            return None
+        known = self.tokens.get(token)
+        if known is None or known[1] < time.time():
+            return error(401, "Bad credentials")
+        return None
+
+    # -- routes -------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware])
+        r = app.router
+        r.add_post("/app/installations/{id}/access_tokens", self.mint_token)
+        r.add_get("/repos/{owner}/{repo}/installation", self.repo_installation)
+        r.add_get("/users/{login}", self.get_user)
+        r.add_get("/repos/{owner}/{repo}/pulls", self.list_pulls)
+        r.add_get("/repos/{owner}/{repo}/pulls/{number}", self.get_pull)
+        r.add_get("/repos/{owner}/{repo}/issues/comments/{id}", self.get_comment)
+        r.add_patch("/repos/{owner}/{repo}/issues/comments/{id}", self.edit_comment)
+        r.add_get("/repos/{owner}/{repo}/issues/{number}", self.get_issue)
+        r.add_get("/repos/{owner}/{repo}/issues/{number}/comments", self.list_comments)
+        r.add_post("/repos/{owner}/{repo}/issues/{number}/comments", self.create_comment)
+        r.add_patch("/gists/{id}", self.edit_gist)
+        return app
+
+    @web.middleware
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self.requests.append((request.method, request.path))
+        for fault in self.faults:
+            answer = fault(request)
+            if answer is not None:
+                return answer
+        if not request.path.startswith("/app/") and not request.path.endswith("/installation"):
+            refused = self._check_token(request)
+            if refused is not None:
+                return refused
+        try:
+            response = await handler(request)
+        except web.HTTPNotFound:
+            return error(404, "Not Found")
+        response.headers.setdefault("x-ratelimit-limit", "5000")
+        response.headers.setdefault("x-ratelimit-remaining", "4999")
+        return response
+
+    async def mint_token(self, request: web.Request) -> web.Response:
+        refused = self._check_jwt(request)
+        if refused is not None:
+            return refused
+        token = "ghs_" + secrets.token_hex(18)
+        self.tokens[token] = (int(request.match_info["id"]), time.time() + self.token_lifetime)
+        return web.json_response(
+            {
+                "token": token,
+                "expires_at": _now_iso(self.token_lifetime),
+                "permissions": {"issues": "write", "pull_requests": "write", "metadata": "read"},
+                "repository_selection": "selected",
+            },
+            status=201,
+        )
+
+    async def repo_installation(self, request: web.Request) -> web.Response:
+        refused = self._check_jwt(request)
+        if refused is not None:
+            return refused
+        repository = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        if repository not in self.installations:
+            return error(404, "Not Found")
+        return web.json_response({"id": self.installations[repository], "app_id": int(self.app_id)})
+
+    async def get_user(self, request: web.Request) -> web.Response:
+        user = self.users.get(request.match_info["login"])
+        return web.json_response(user) if user else error(404, "Not Found")
+
+    def _paginate(self, request: web.Request, elements: list[Any]) -> web.Response:
+        per_page = min(100, int(request.query.get("per_page", "30")))
+        page = int(request.query.get("page", "1"))
+        chunk = elements[(page - 1) * per_page : page * per_page]
+        headers = {}
+        last = max(1, -(-len(elements) // per_page))
+        if page < last:
+            query = {k: v for k, v in request.query.items() if k != "page"}
+            base = f"{self.base_url}{request.path}?" + "&".join(
+                f"{k}={v}" for k, v in query.items()
+            )
+            headers["Link"] = (
+                f'<{base}&page={page + 1}>; rel="next", <{base}&page={last}>; rel="last"'
+            )
+        return web.json_response(chunk, headers=headers)
+
+    def _repo(self, request: web.Request) -> str:
+        return f"{request.match_info['owner']}/{request.match_info['repo']}"
+
+    async def list_pulls(self, request: web.Request) -> web.Response:
+        repository = self._repo(request)
+        state = request.query.get("state", "open")
+        pulls = [p for (repo, _), p in sorted(self.pulls.items()) if repo == repository]
+        pulls = [p for p in pulls if state == "all" or p["state"] == state]
+        if request.query.get("direction", "desc") == "desc":
+            pulls.reverse()
+        return self._paginate(request, pulls)
+
+    async def get_pull(self, request: web.Request) -> web.Response:
+        key = (self._repo(request), int(request.match_info["number"]))
+        return web.json_response(self.pulls[key]) if key in self.pulls else error(404, "Not Found")
+
+    async def get_issue(self, request: web.Request) -> web.Response:
+        key = (self._repo(request), int(request.match_info["number"]))
+        found = self.issues.get(key) or self.pulls.get(key)
+        return web.json_response(found) if found else error(404, "Not Found")
+
+    async def list_comments(self, request: web.Request) -> web.Response:
+        found = self.comments_on(self._repo(request), int(request.match_info["number"]))
+        return self._paginate(request, sorted(found, key=lambda c: c["id"]))
+
+    async def create_comment(self, request: web.Request) -> web.Response:
+        body = (await request.json()).get("body")
+        if not isinstance(body, str) or not body:
+            return web.json_response(
+                {
+                    "message": "Validation Failed",
+                    "errors": [
+                        {"resource": "IssueComment", "code": "missing_field", "field": "body"}
+                    ],
+                    "documentation_url": DOCS,
+                },
+                status=422,
+            )
+        comment_id = next(self._ids)
+        repository, number = self._repo(request), int(request.match_info["number"])
+        comment = {
+            "id": comment_id,
+            "node_id": f"IC_{comment_id}",
+            "body": body,
+            "url": f"{self.base_url}/repos/{repository}/issues/comments/{comment_id}",
+            "html_url": f"https://github.com/{repository}/pull/{number}#issuecomment-{comment_id}",
+            "issue_url": f"{self.base_url}/repos/{repository}/issues/{number}",
+            "user": {"login": "puppet-webhooks[bot]", "type": "Bot"},
+            "created_at": _now_iso(),
+            "updated_at": _now_iso(),
+            "author_association": "NONE",
+            "performed_via_github_app": {"id": int(self.app_id)},
+        }
+        self.comments[comment_id] = comment
+        return web.json_response(comment, status=201)
+
+    async def get_comment(self, request: web.Request) -> web.Response:
+        comment = self.comments.get(int(request.match_info["id"]))
+        return web.json_response(comment) if comment else error(404, "Not Found")
+
+    async def edit_comment(self, request: web.Request) -> web.Response:
+        comment = self.comments.get(int(request.match_info["id"]))
+        if comment is None:
+            return error(404, "Not Found")
+        comment["body"] = (await request.json())["body"]
+        comment["updated_at"] = _now_iso()
+        return web.json_response(comment)
+
+    async def edit_gist(self, request: web.Request) -> web.Response:
+        gist = self.gists.get(request.match_info["id"])
+        if gist is None:
+            return error(404, "Not Found")
+        change = await request.json()
+        for name, content in (change.get("files") or {}).items():
+            gist.setdefault("files", {})[name] = {"filename": name, **content}
+        gist.setdefault("history", []).append(change)
+        return web.json_response(gist)
+
+
+_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+TEST_PRIVATE_PEM = _KEY.private_bytes(
+    serialization.Encoding.PEM,
+    serialization.PrivateFormat.TraditionalOpenSSL,
+    serialization.NoEncryption(),
+).decode()
+
+
+@pytest.fixture
+async def fake_github(aiohttp_server: Any) -> FakeGitHub:
+    fake = FakeGitHub(private_pem=TEST_PRIVATE_PEM, public_key=_KEY.public_key())
+    server = await aiohttp_server(fake.app())
+    fake.base_url = str(server.make_url("")).rstrip("/")
+    return fake

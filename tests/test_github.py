@@ -1,0 +1,266 @@
+"""GitHub access (SPEC §3) and the status comment (SPEC §7), against a fake GitHub."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from arq import Retry
+
+from bot import runner
+from bot.config import Settings
+from bot.integrations.errors import NotRetryable
+from bot.integrations.github import TOKEN_RENEW_MARGIN, GitHubClient
+from bot.outputs import REGISTRY, Registration
+from bot.outputs.base import Item, Link, Services
+from bot.status import MARKER
+from tests.fakes.github import APP_ID, TEST_PRIVATE_PEM, FakeGitHub
+from tests.support import delivery, run_worker
+
+INSTALLATION = 31415926
+
+
+class MemoOutput:
+    """The smallest output: it tracks every item at a predictable URL."""
+
+    name = "memo"
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def _link(self, item: Item) -> Link:
+        url = f"https://memo.example/{item.repository}/{item.number}"
+        return Link("memo", f"{item.repository}#{item.number}", url, f"memo {item.number}")
+
+    async def sync(self, item: Item) -> Link | None:
+        return self._link(item)
+
+    async def close(self, item: Item) -> Link | None:
+        return self._link(item)
+
+    async def reopen(self, item: Item) -> Link | None:
+        return self._link(item)
+
+    async def comment(self, item: Item, comment: Any) -> Link | None:
+        return self._link(item)
+
+
+@pytest.fixture
+def app_settings(settings: Settings, fake_github: FakeGitHub, monkeypatch: Any) -> Settings:
+    monkeypatch.setitem(REGISTRY, "memo", Registration(MemoOutput, lambda s: []))
+    return dataclasses.replace(
+        settings,
+        github_app_id=APP_ID,
+        github_private_key=TEST_PRIVATE_PEM,
+        github_api_url=fake_github.base_url,
+        outputs=("memo",),
+    )
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_one_token_per_installation_renewed_before_expiry(
+    app_settings: Settings, fake_github: FakeGitHub, session: aiohttp.ClientSession
+) -> None:
+    for login in ("adrienthebo", "joshcooper", "melissa", "kwilczynski"):
+        fake_github.add_user(login)
+    clock = Clock()
+    github = GitHubClient(session, app_settings, clock=clock)
+    for _ in range(3):
+        for login in ("adrienthebo", "joshcooper", "melissa", "kwilczynski"):
+            github._contributors.clear()
+            await github.contributor(login, INSTALLATION)
+    assert fake_github.calls("POST", "/app/installations/") == 1
+    clock.now += 3600 - TOKEN_RENEW_MARGIN + 1  # inside the renewal margin
+    await github.contributor("melissa", INSTALLATION)
+    assert fake_github.calls("POST", "/app/installations/") == 2
+    await github.installation_token(777)  # another installation gets its own
+    assert fake_github.calls("POST", "/app/installations/") == 3
+
+
+async def test_jwt_follows_githubs_rules(
+    app_settings: Settings, fake_github: FakeGitHub, session: aiohttp.ClientSession
+) -> None:
+    before = time.time()
+    await GitHubClient(session, app_settings).installation_token(INSTALLATION)
+    (claims,) = fake_github.jwt_claims
+    assert claims["alg"] == "RS256" and str(claims["iss"]) == APP_ID
+    assert claims["iat"] <= before - 30  # backdated for clock drift
+    assert claims["exp"] - before <= 600 and claims["exp"] > before
+
+
+async def test_contributor_details_cached_and_name_falls_back_to_login(
+    app_settings: Settings, fake_github: FakeGitHub, session: aiohttp.ClientSession
+) -> None:
+    fake_github.add_user(
+        "adrienthebo", name="Adrien Thebo", email="adrien@example.com", company="@puppetlabs"
+    )
+    fake_github.add_user("kwilczynski")
+    github = GitHubClient(session, app_settings)
+    adrien = await github.contributor("adrienthebo", INSTALLATION)
+    assert (adrien.name, adrien.email, adrien.company) == (
+        "Adrien Thebo",
+        "adrien@example.com",
+        "@puppetlabs",
+    )
+    anonymous = await github.contributor("kwilczynski", INSTALLATION)
+    assert (anonymous.name, anonymous.email, anonymous.company) == ("kwilczynski", None, None)
+    await github.contributor("adrienthebo", INSTALLATION)
+    assert fake_github.calls("GET", "/users/") == 2
+
+
+async def test_token_mode_uses_the_personal_token(
+    settings: Settings, fake_github: FakeGitHub, session: aiohttp.ClientSession
+) -> None:
+    fake_github.add_user("melissa")
+    token_settings = dataclasses.replace(
+        settings, github_token=fake_github.personal_token, github_api_url=fake_github.base_url
+    )
+    await GitHubClient(session, token_settings).contributor("melissa", INSTALLATION)
+    assert fake_github.calls("POST", "/app/") == 0
+
+
+async def test_no_credentials_is_a_clear_permanent_error(
+    settings: Settings, fake_github: FakeGitHub, session: aiohttp.ClientSession
+) -> None:
+    bare = dataclasses.replace(settings, github_api_url=fake_github.base_url)
+    with pytest.raises(NotRetryable, match="GITHUB_TOKEN"):
+        await GitHubClient(session, bare).contributor("melissa", None)
+
+
+async def post(client: Any, name: str, **changes: Any) -> None:
+    headers, body = delivery(name, **changes)
+    response = await client.post("/webhooks", data=body, headers=headers)
+    assert response.status == 202, await response.text()
+
+
+def status_comments(fake: FakeGitHub) -> list[dict[str, Any]]:
+    return [c for c in fake.comments_on("puppetlabs/puppet", 8412) if MARKER in c["body"]]
+
+
+async def test_status_comment_created_once_then_edited(
+    make_client: Any, app_settings: Settings, fake_github: FakeGitHub, pool: asyncpg.Pool
+) -> None:
+    client = await make_client(**_changes(app_settings))
+    await post(client, "pull_request/opened")
+    await run_worker(app_settings, pool)
+    (comment,) = status_comments(fake_github)
+    assert "- Memo: [memo 8412](https://memo.example/puppetlabs/puppet/8412)" in comment["body"]
+    assert "Last sync: opened at " in comment["body"] and comment["body"].endswith(": ok.")
+    await post(client, "pull_request/closed_merged")
+    await run_worker(app_settings, pool)
+    (edited,) = status_comments(fake_github)
+    assert edited["id"] == comment["id"] and "Last sync: merged at " in edited["body"]
+    assert fake_github.calls("POST", "/repos/puppetlabs/puppet/issues/8412/comments") == 1
+
+
+async def test_concurrent_jobs_for_one_pr_leave_one_comment(
+    make_client: Any, app_settings: Settings, fake_github: FakeGitHub, pool: asyncpg.Pool
+) -> None:
+    client = await make_client(**_changes(app_settings))
+    for name in (
+        "pull_request/opened",
+        "pull_request/opened",
+        "pull_request/closed",
+        "pull_request/reopened",
+        "pull_request/opened",
+    ):
+        await post(client, name)
+    await run_worker(app_settings, pool, max_jobs=10)
+    assert len(status_comments(fake_github)) == 1
+    assert "Last sync: opened at " in status_comments(fake_github)[0]["body"]
+    statuses = [r["status"] for r in await pool.fetch("SELECT status FROM jobs ORDER BY id")]
+    assert statuses == ["done"] * 5
+
+
+async def test_a_status_comment_we_lost_track_of_is_adopted(
+    make_client: Any, app_settings: Settings, fake_github: FakeGitHub, pool: asyncpg.Pool
+) -> None:
+    client = await make_client(**_changes(app_settings))
+    await post(client, "pull_request/opened")
+    await run_worker(app_settings, pool)
+    await pool.execute("DELETE FROM item_links WHERE output = 'github-status'")
+    await post(client, "pull_request/closed")
+    await run_worker(app_settings, pool)
+    assert len(status_comments(fake_github)) == 1
+
+
+async def test_a_deleted_status_comment_is_posted_again(
+    make_client: Any, app_settings: Settings, fake_github: FakeGitHub, pool: asyncpg.Pool
+) -> None:
+    client = await make_client(**_changes(app_settings))
+    await post(client, "pull_request/opened")
+    await run_worker(app_settings, pool)
+    fake_github.comments.clear()
+    await post(client, "pull_request/reopened")
+    await run_worker(app_settings, pool)
+    assert len(status_comments(fake_github)) == 1
+
+
+async def test_bot_senders_never_get_comments(
+    make_client: Any, app_settings: Settings, fake_github: FakeGitHub, pool: asyncpg.Pool
+) -> None:
+    client = await make_client(**_changes(app_settings))
+    await post(client, "pull_request/opened", sender__login="dependabot[bot]", sender__type="Bot")
+    await run_worker(app_settings, pool)
+    assert fake_github.comments == {}
+    assert await pool.fetchval("SELECT outcome FROM jobs") == (
+        "opened puppetlabs/puppet#8412: memo memo 8412"
+    )
+
+
+async def test_no_comment_when_no_output_handled_the_pr(
+    make_client: Any, app_settings: Settings, fake_github: FakeGitHub, pool: asyncpg.Pool
+) -> None:
+    bare = dataclasses.replace(app_settings, outputs=())
+    client = await make_client(**_changes(bare))
+    await post(client, "pull_request/opened")
+    await run_worker(bare, pool)
+    assert fake_github.comments == {}
+    assert await pool.fetchval("SELECT status FROM jobs") == "done"
+
+
+async def test_rate_limit_reschedules_the_job_to_the_reset_time(
+    make_client: Any, app_settings: Settings, fake_github: FakeGitHub, pool: asyncpg.Pool
+) -> None:
+    client = await make_client(**_changes(app_settings))
+    await post(client, "pull_request/opened")
+    job = await pool.fetchrow("SELECT job_id, kwargs FROM jobs")
+    ctx: dict[str, Any] = {"settings": app_settings, "pool": pool}
+    await runner.startup(ctx)
+    try:
+        await ctx["github"].installation_token(INSTALLATION)
+        fake_github.rate_limit_next(1, reset_in=120)
+        with pytest.raises(Retry) as caught:
+            from bot.jobs import sync_pull_request
+
+            await sync_pull_request({**ctx, "job_id": job["job_id"], "job_try": 1}, **job["kwargs"])
+    finally:
+        await runner.shutdown(ctx)
+    delay = (caught.value.defer_score or 0) / 1000
+    assert 115 <= delay <= 125, delay
+    row = await pool.fetchrow("SELECT status, failures, error FROM jobs")
+    assert (row["status"], row["failures"]) == ("queued", 0)
+    assert "403" in row["error"] and "ghs_" not in row["error"]
+
+
+def _changes(settings: Settings) -> dict[str, Any]:
+    fields = ("github_app_id", "github_private_key", "github_api_url", "outputs")
+    return {f: getattr(settings, f) for f in fields}
