@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bot import cli
+from bot import cli, cli_admin
 from bot.config import ConfigError
 from bot.embedded import EmbeddedUnavailable
 
@@ -55,6 +55,52 @@ def build_parser() -> argparse.ArgumentParser:
         "(a second send is then answered as a duplicate)",
     )
     receive.set_defaults(func=cli.receive)
+
+    events = commands.add_parser(
+        "events", help="stored deliveries", description="List or replay stored deliveries."
+    ).add_subparsers(dest="events_command", required=True, metavar="ACTION")
+    listing = events.add_parser(
+        "list", help="recent deliveries and their jobs", description="Recent deliveries."
+    )
+    listing.add_argument("--num", type=int, default=20, help="how many (default 20)")
+    listing.set_defaults(func=cli_admin.events_list)
+    replay = events.add_parser(
+        "replay",
+        help="dispatch a stored delivery again",
+        description="Run a stored delivery through the handlers again, as new jobs "
+        "(after a failed sync, or once a fix is deployed).",
+    )
+    replay.add_argument("delivery_id", metavar="DELIVERY_ID")
+    replay.set_defaults(func=cli_admin.events_replay)
+
+    jobs = commands.add_parser(
+        "jobs", help="failed jobs", description="List or retry finally failed jobs."
+    ).add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    failed = jobs.add_parser(
+        "failed", help="jobs that failed for good, with their error", description="Failed jobs."
+    )
+    failed.add_argument("--num", type=int, default=50, help="how many (default 50)")
+    failed.set_defaults(func=cli_admin.jobs_failed)
+    retry = jobs.add_parser(
+        "retry",
+        help="queue a failed job again",
+        description="Queue a failed job again; outputs it already completed are not redone.",
+    )
+    retry.add_argument("job", metavar="ID", help="the ID or JOB column of `jobs failed`")
+    retry.set_defaults(func=cli_admin.jobs_retry)
+
+    importer = commands.add_parser(
+        "import",
+        help="queue sync jobs for the open PRs of a repository",
+        description="Queue a sync job for every open pull request of OWNER/REPO (or just "
+        "NUMBER), oldest first. Safe to run twice: a PR already imported is not queued again.",
+    )
+    importer.add_argument("repository", metavar="OWNER/REPO")
+    importer.add_argument("number", metavar="NUMBER", type=int, nargs="?")
+    importer.add_argument(
+        "--again", action="store_true", help="queue PRs that were imported before, too"
+    )
+    importer.set_defaults(func=cli_admin.import_pull_requests)
 
     commands.add_parser(
         "secret", help="print a new random webhook secret", description="Print a new secret."

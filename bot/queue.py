@@ -34,10 +34,11 @@ class JobPlan:
     """
 
     delivery_id: str
+    prefix: str = ""  # job ids start with this; the delivery id unless replaying
     jobs: list[JobRequest] = field(default_factory=list)
 
     async def enqueue(self, function: str, *, item_key: str | None = None, **kwargs: Any) -> None:
-        job_id = f"{self.delivery_id}:{function}:{len(self.jobs)}"
+        job_id = f"{self.prefix or self.delivery_id}:{function}:{len(self.jobs)}"
         kwargs.setdefault("delivery_id", self.delivery_id)
         self.jobs.append(JobRequest(function, job_id, item_key, kwargs))
 

@@ -62,6 +62,36 @@ async def save_deliveries(
     return {r["delivery_id"] for r in rows}
 
 
+async def save_jobs(
+    db: asyncpg.Pool, delivery_id: str | None, jobs: Sequence[JobRequest]
+) -> set[str]:
+    """Store jobs not tied to a new delivery (replays, imports); returns the new ids."""
+    rows = await db.fetch(
+        """
+        INSERT INTO jobs (job_id, delivery_id, function, item_key, kwargs)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
+        ON CONFLICT (job_id) DO NOTHING
+        RETURNING job_id
+        """,
+        [j.job_id for j in jobs],
+        [delivery_id] * len(jobs),
+        [j.function for j in jobs],
+        [j.item_key for j in jobs],
+        [j.kwargs for j in jobs],
+    )
+    return {r["job_id"] for r in rows}
+
+
+async def failed_jobs(db: asyncpg.Pool, num: int) -> list[asyncpg.Record]:
+    return await db.fetch(
+        """
+        SELECT id, job_id, function, item_key, delivery_id, tries, error, finished_at
+        FROM jobs WHERE status = 'failed' ORDER BY finished_at DESC LIMIT $1
+        """,
+        num,
+    )
+
+
 async def recent_deliveries(db: asyncpg.Pool, num: int) -> list[dict[str, Any]]:
     rows = await db.fetch(
         """

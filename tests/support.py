@@ -1,8 +1,11 @@
-"""Helpers shared by the tests: recorded deliveries, signing, a burst worker."""
+"""Helpers shared by the tests: recorded deliveries, signing, a burst worker, the CLI."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,8 @@ from bot.queue import connect_redis
 from bot.runner import shutdown, startup
 from worker import WorkerSettings
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
 SECRET = "test-webhook-secret-0f1e2d3c"
 OLD_SECRET = "rotated-out-secret-9a8b7c6d"
 ADMIN_TOKEN = "test-admin-token-5e6f7a8b"
@@ -28,7 +32,10 @@ def fixture_paths() -> list[Path]:
 def delivery(
     name: str, *, secret: str = SECRET, new_id: bool = True, **changes: Any
 ) -> tuple[dict[str, str], bytes]:
-    """A recorded delivery (``"pull_request/opened"``), signed, with a fresh delivery id."""
+    """A recorded delivery (``"pull_request/opened"``), signed, with a fresh delivery id.
+
+    ``changes`` edit the body: ``sender__login="x"`` sets ``body["sender"]["login"]``.
+    """
     headers, body = read_fixture(str(FIXTURES / f"{name}.json"))
     if changes:
         data = json.loads(body)
@@ -72,3 +79,25 @@ async def run_worker(settings: Settings, pool: Any, redis: Any = None, **overrid
     finally:
         await worker.close()
     return worker
+
+
+async def bot(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run `python -m bot ARGS` in a clean environment; (exit code, stdout, stderr)."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "DATABASE_", "REDIS_", "ADMIN_", "TRELLO_", "JIRA_"))
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=ROOT,
+        env={**clean, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,30 +9,7 @@ import asyncpg
 import pytest
 
 from bot.__main__ import build_parser
-from tests.support import FIXTURES, SECRET
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-async def bot(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GITHUB_", "DATABASE_", "REDIS_", "ADMIN_", "TRELLO_", "JIRA_"))
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        cwd=ROOT,
-        env={**clean, **(env or {})},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+from tests.support import FIXTURES, SECRET, bot
 
 
 def command_names() -> list[list[str]]:

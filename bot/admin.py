@@ -1,0 +1,124 @@
+"""Operator actions behind the CLI: replay deliveries, retry failed jobs, import PRs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from arq.connections import ArqRedis
+from arq.constants import result_key_prefix, retry_key_prefix
+from gidgethub import sansio
+
+from bot import store
+from bot.integrations.github import GitHubClient
+from bot.queue import JobPlan, JobRequest, item_key, push_jobs
+from bot.routers import router
+
+
+class NotFound(Exception):
+    """The delivery, job or repository asked for does not exist."""
+
+
+async def replay_delivery(pool: asyncpg.Pool, redis: ArqRedis, delivery_id: str) -> list[str]:
+    """Dispatch a stored delivery through the router again, as new jobs."""
+    row = await store.load_delivery(pool, delivery_id)
+    if row is None:
+        raise NotFound(f"no stored delivery {delivery_id} (it may have been pruned)")
+    replays = await pool.fetchval(
+        "SELECT count(DISTINCT split_part(job_id, ':', 2)) FROM jobs"
+        " WHERE delivery_id = $1 AND split_part(job_id, ':', 2) LIKE 'replay%'",
+        delivery_id,
+    )
+    plan = JobPlan(delivery_id, prefix=f"{delivery_id}:replay{replays + 1}")
+    event = sansio.Event(json.loads(row["body"]), event=row["event"], delivery_id=delivery_id)
+    await router.dispatch(event, queue=plan)
+    await store.save_jobs(pool, delivery_id, plan.jobs)
+    await push_jobs(redis, plan.jobs)
+    return [job.job_id for job in plan.jobs]
+
+
+async def retry_job(pool: asyncpg.Pool, redis: ArqRedis, job: str) -> str:
+    """Queue a finally-failed job again; the steps it completed are not redone."""
+    row = await pool.fetchrow(
+        "SELECT * FROM jobs WHERE job_id = $1 OR (id::text = $1)", job.strip()
+    )
+    if row is None:
+        raise NotFound(f"no job {job}")
+    if row["status"] != "failed":
+        raise ValueError(f"job {row['job_id']} is {row['status']}, not failed")
+    await pool.execute(
+        "UPDATE jobs SET status = 'queued', failures = 0, updated_at = now(),"
+        " finished_at = NULL WHERE id = $1",
+        row["id"],
+    )
+    # arq keeps a finished job's result (and try count) for a while and refuses the id.
+    await redis.delete(result_key_prefix + row["job_id"], retry_key_prefix + row["job_id"])
+    request = JobRequest(row["function"], row["job_id"], row["item_key"], row["kwargs"])
+    if not await push_jobs(redis, [request]):
+        raise ConnectionError("Redis is unreachable; the job is queued in PostgreSQL")
+    return str(row["job_id"])
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    found: int
+    queued: int
+
+
+async def import_pull_requests(
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    github: GitHubClient,
+    repository: str,
+    number: int | None = None,
+    *,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+    again: bool = False,
+) -> ImportResult:
+    """Queue a sync for every open PR of a repository (or one), oldest first.
+
+    Job ids are derived from the PR, so a second import queues nothing new unless
+    ``again`` is set (and even then the outputs find the existing cards and issues).
+    """
+    installation_id = await github.repository_installation(repository)
+    if number is not None:
+        pulls: list[dict[str, Any]] = [
+            await github.pull_request(repository, number, installation_id)
+        ]
+    else:
+        pulls = [
+            pull
+            async for pull in github.paginate(
+                f"/repos/{repository}/pulls",
+                installation_id=installation_id,
+                params={"state": "open", "sort": "created", "direction": "asc"},
+            )
+        ]
+    suffix = f":{int(time.time())}" if again else ""
+    jobs = [
+        JobRequest(
+            "sync_pull_request",
+            f"import:{repository}#{pull['number']}{suffix}",
+            item_key(repository, pull["number"]),
+            {
+                "repository": repository,
+                "number": pull["number"],
+                "action": "import",
+                "installation_id": installation_id,
+            },
+        )
+        for pull in pulls
+    ]
+    queued = 0
+    progress(0, len(jobs))
+    for start in range(0, len(jobs), 50):
+        batch = jobs[start : start + 50]
+        new = await store.save_jobs(pool, None, batch)
+        await push_jobs(redis, [j for j in batch if j.job_id in new])
+        queued += len(new)
+        progress(start + len(batch), len(jobs))
+    return ImportResult(found=len(pulls), queued=queued)
