@@ -55,8 +55,10 @@ class Delivery:
 
     @property
     def installation_id(self) -> int | None:
-        value = (self.data.get("installation") or {}).get("id")
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
+        installation = self.data.get("installation")
+        value = installation.get("id") if isinstance(installation, Mapping) else None
+        valid = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+        return value if valid else None
 
     @property
     def sender(self) -> str | None:

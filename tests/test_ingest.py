@@ -111,3 +111,9 @@ def test_oversized_body_is_413_before_anything_else() -> None:
     with pytest.raises(DeliveryError) as caught:
         parse_delivery({}, b" " * (MAX_BODY_BYTES + 1), ["s3cret"])
     assert caught.value.status == 413
+
+
+@pytest.mark.parametrize("installation", [True, "7", 2**70, -1, [], {"id": None}])
+def test_odd_installation_values_are_ignored(installation: object) -> None:
+    body = json.dumps({"installation": installation}).encode()
+    assert parse_delivery(headers_for(body), body, ["s3cret"]).installation_id is None
