@@ -1,0 +1,55 @@
+"""PostgreSQL going away and coming back: 503 meanwhile, then service without a restart."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.db import create_pool, migrate
+from tests.support import delivery
+
+pgserver = pytest.importorskip("pgserver")
+
+
+def pg_ctl(folder: Path, *args: str) -> None:
+    binary = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
+    subprocess.run(
+        [str(binary), "-D", str(folder), "-w", *args],
+        check=True,
+        capture_output=True,
+        user="pgserver" if _owned_by_pgserver(folder) else None,
+    )
+
+
+def _owned_by_pgserver(folder: Path) -> bool:
+    import pwd
+
+    return pwd.getpwuid(folder.stat().st_uid).pw_name == "pgserver"
+
+
+async def test_database_outage_is_503_then_recovers(tmp_path: Path, make_client: Any) -> None:
+    folder = tmp_path / "pg"
+    server = pgserver.get_server(folder, cleanup_mode="stop")
+    pool = await create_pool(server.get_uri(), min_size=1, max_size=2)
+    try:
+        await migrate(pool)
+        client = await make_client(pool=pool)
+
+        async def post() -> int:
+            headers, body = delivery("pull_request/opened")
+            return (await client.post("/webhooks", data=body, headers=headers)).status
+
+        assert await post() == 202
+        pg_ctl(folder, "stop", "-m", "fast")
+        assert await post() == 503
+        assert (await client.get("/healthz")).status == 503
+        pg_ctl(folder, "start", "-o", f"-h '' -k {folder}", "-l", str(folder / "log"))
+        assert await post() == 202
+        assert (await client.get("/healthz")).status == 200
+        assert await pool.fetchval("SELECT count(*) FROM deliveries") == 2
+    finally:
+        await pool.close()
+        server.cleanup()
