@@ -8,27 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import secrets
-import string
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from bot.config import Settings
+from tests.fakes.trello_data import TrelloData, now, trello_time
 
 KEY = "0123456789abcdef0123456789abcdef"
 TOKEN = "ATTA" + "5e6f7a8b9c0d1e2f" * 4
-MEMBER_ID = "5a0000000000000000000001"
 NOT_FOUND = "The requested resource was not found."
 RATE_LIMITED = {"error": "API_TOKEN_LIMIT_EXCEEDED", "message": "Rate limit exceeded"}
 MAX_TEXT = 16384
-# Ids are ObjectIds: they start with a creation time, so sorting them sorts by age.
-FIRST_ID_TIME = 0x65000000
 
 _ID = re.compile(r"^[0-9a-f]{24}$")
 _SHORT_LINK = re.compile(r"^[0-9A-Za-z]{8}$")
@@ -59,73 +55,24 @@ class _Failure:
         return web.Response(status=self.status, text=str(self.body or ""), headers=self.headers)
 
 
-class FakeTrello:
+class FakeTrello(TrelloData):
+    """Trello's API over ``TrelloData``; tests set data up with its ``add_*`` methods."""
+
     def __init__(
         self, *, key: str = KEY, token: str = TOKEN, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        super().__init__()
         self.key, self.token, self.clock = key, token, clock
         self.url = ""
         self.board = self.target_list = self.old_board = self.old_list = ""
-        self.boards: dict[str, dict[str, Any]] = {}
-        self.lists: dict[str, dict[str, Any]] = {}
-        self.cards: dict[str, dict[str, Any]] = {}
-        self.comment_actions: list[dict[str, Any]] = []  # oldest first
-        self.attachments: dict[str, list[dict[str, Any]]] = {}
         self.requests: list[tuple[str, str]] = []
         self.query_strings: list[str] = []
         self.token_limit: tuple[int, float] | None = None  # e.g. (100, 10.0), off by default
         self.rate_limited = 0  # 429 answers given because of token_limit
         self._arrivals: deque[float] = deque()
         self._failures: list[_Failure] = []
-        self._last_id = FIRST_ID_TIME
 
-    # What tests set up and look at
-
-    def add_board(self, name: str) -> str:
-        board_id = self._new_id()
-        self.boards[board_id] = {"id": board_id, "name": name, "closed": False, "_cards": 0}
-        return board_id
-
-    def add_list(self, board_id: str, name: str) -> str:
-        list_id = self._new_id()
-        self.lists[list_id] = {"id": list_id, "name": name, "closed": False, "idBoard": board_id}
-        return list_id
-
-    def add_card(
-        self, list_id: str, name: str, *, desc: str = "", closed: bool = False, due: Any = None
-    ) -> dict[str, Any]:
-        board = self.boards[self.lists[list_id]["idBoard"]]
-        board["_cards"] += 1
-        short_link = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(8))
-        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
-        card = {
-            "id": self._new_id(),
-            "name": name,
-            "desc": desc,
-            "closed": closed,
-            "idList": list_id,
-            "idBoard": board["id"],
-            "idShort": board["_cards"],
-            "shortLink": short_link,
-            "shortUrl": f"https://trello.com/c/{short_link}",
-            "url": f"https://trello.com/c/{short_link}/{board['_cards']}-{slug}",
-            "due": due,
-            "dueComplete": False,
-            "pos": 16384 * board["_cards"],
-            "dateLastActivity": _now(),
-        }
-        self.cards[card["id"]] = card
-        return card
-
-    def cards_named(self, fragment: str) -> list[dict[str, Any]]:
-        return [c for c in self.cards.values() if fragment in c["name"]]
-
-    def comments(self, card_id: str) -> list[str]:
-        actions = self.comment_actions
-        return [a["data"]["text"] for a in actions if a["data"]["card"]["id"] == card_id]
-
-    def attachment_urls(self, card_id: str) -> list[str]:
-        return [a["url"] for a in self.attachments.get(card_id, [])]
+    # What tests look at
 
     def calls(self, method: str | None = None, path_part: str = "") -> int:
         return sum(1 for m, p in self.requests if method in (None, m) and path_part in p)
@@ -197,6 +144,8 @@ class FakeTrello:
             cards = []
         elif which != "all":
             cards = [c for c in cards if c["closed"] == (which == "closed")]
+        if which == "visible":
+            cards = [c for c in cards if not self.lists[c["idList"]]["closed"]]
         if "before" in params:
             cards = [c for c in cards if c["id"] < params["before"]]
         if "since" in params:
@@ -232,7 +181,7 @@ class FakeTrello:
         for field in ("name", "desc"):
             if field in params:
                 card[field] = _text(params, field)
-        card["dateLastActivity"] = _now()
+        card["dateLastActivity"] = now()
         return web.json_response(card)
 
     async def _get_attachments(self, request: web.Request) -> web.Response:
@@ -244,30 +193,14 @@ class FakeTrello:
         url = str(params.get("url") or "")
         if not re.match(r"^https?://", url):
             raise _bad("url")
-        attachments = self.attachments.setdefault(card["id"], [])
-        attachment = {
-            "id": self._new_id(),
-            "bytes": None,
-            "date": _now(),
-            "edgeColor": None,
-            "idMember": MEMBER_ID,
-            "isUpload": False,
-            "mimeType": "",
-            "name": str(params.get("name") or url),
-            "previews": [],
-            "url": url,
-            "pos": 16384 * (len(attachments) + 1),
-        }
-        attachments.append(attachment)
+        attachment = self.add_attachment(card, url, str(params.get("name") or url))
         return web.json_response(attachment)
 
     async def _get_actions(self, request: web.Request) -> web.Response:
         card, params = self._card(request), await _params(request)
         types = str(params.get("filter", "commentCard,updateCard:idList")).split(",")
         limit = _int(params.get("limit", "50"), "limit", 0, 1000)
-        actions = [
-            a for a in reversed(self.comment_actions) if a["data"]["card"]["id"] == card["id"]
-        ]
+        actions = self.card_comments(card["id"])[::-1]  # newest first
         if "all" not in types and "commentCard" not in types:
             actions = []
         return web.json_response([_fields(a, params) for a in actions[:limit]])
@@ -277,22 +210,7 @@ class FakeTrello:
         text = _text(params, "text")
         if not text.strip():
             raise _bad("text")
-        board, lst = self.boards[card["idBoard"]], self.lists[card["idList"]]
-        action = {
-            "id": self._new_id(),
-            "idMemberCreator": MEMBER_ID,
-            "type": "commentCard",
-            "date": _now(),
-            "data": {
-                "text": text,
-                "card": {k: card[k] for k in ("id", "name", "idShort", "shortLink")},
-                "board": {"id": board["id"], "name": board["name"]},
-                "list": {"id": lst["id"], "name": lst["name"]},
-            },
-            "memberCreator": {"id": MEMBER_ID, "username": "webhooks", "fullName": "Webhooks"},
-        }
-        self.comment_actions.append(action)
-        return web.json_response(action)
+        return web.json_response(self.add_comment(card, text))
 
     # Helpers
 
@@ -307,12 +225,12 @@ class FakeTrello:
         if self.token_limit is None:
             return False
         limit, seconds = self.token_limit
-        now = self.clock()
-        while self._arrivals and self._arrivals[0] <= now - seconds:
+        moment = self.clock()
+        while self._arrivals and self._arrivals[0] <= moment - seconds:
             self._arrivals.popleft()
         if len(self._arrivals) >= limit:
             return True
-        self._arrivals.append(now)
+        self._arrivals.append(moment)
         return False
 
     def _find(self, table: dict[str, dict[str, Any]], object_id: str) -> dict[str, Any]:
@@ -330,10 +248,6 @@ class FakeTrello:
                     return card
             raise web.HTTPNotFound(text=NOT_FOUND)
         return self._find(self.cards, card_id)
-
-    def _new_id(self) -> str:
-        self._last_id += 1
-        return f"{self._last_id:08x}{secrets.token_hex(8)}"
 
 
 async def _params(request: web.Request) -> dict[str, Any]:
@@ -400,12 +314,7 @@ def _due(value: Any) -> str | None:
         raise _bad("due") from None
     if moment.tzinfo is None:
         raise _bad("due")
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return trello_time(moment)
 
 
 def trello_settings(fake: FakeTrello, base: Settings | None = None, **changes: Any) -> Settings:
