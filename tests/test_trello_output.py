@@ -134,6 +134,27 @@ async def test_a_known_item_costs_no_trello_call(services: Services, trello: Fak
     only_card(trello, "(PR puppet/8412)")
 
 
+async def test_calls_for_a_known_item(services: Services, trello: FakeTrello) -> None:
+    output = make_output(services, archive_card=True, trello_set_target_response_time=True)
+    await output.sync(PR)
+    calls = []
+    for step in (
+        output.sync(PR),
+        output.comment(PR, Comment(1, "hlindberg", "Nice.", "")),
+        output.close(CLOSED_PR),
+        output.reopen(PR),
+    ):
+        trello.requests.clear()
+        await step
+        calls.append([method for method, _ in trello.requests])
+    assert calls == [
+        [],
+        ["GET", "POST"],  # newest comment, new comment
+        ["GET", "POST", "PUT"],  # and archive
+        ["PUT", "GET", "POST"],  # list, unarchive and due date in one update; comment
+    ]
+
+
 async def test_concurrent_syncs_of_one_item_make_one_card(
     services: Services, trello: FakeTrello
 ) -> None:

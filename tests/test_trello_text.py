@@ -79,6 +79,10 @@ def test_a_title_is_one_line() -> None:
     )
 
 
+def test_an_empty_title_leaves_no_double_space() -> None:
+    assert card_name(dataclasses.replace(ISSUE, title="")) == "(GH-ISSUE facter/77)"
+
+
 def test_pull_request_description() -> None:
     assert card_description(PR, ADRIEN) == (
         "## Contributor Information\n"

@@ -56,13 +56,12 @@ def identifier(item: Item) -> str:
 
 def card_name(item: Item, author: Contributor | None = None) -> str:
     """``(PR repo/1) Title [Author Name]``; ``(GH-ISSUE repo/2) Title`` for issues."""
-    title = _one_line(item.title)
     if item.kind == "pull_request":
         name = author.name if author and author.name else item.author
-        text = PR_NAME.format(identifier=identifier(item), title=title, author=_one_line(name))
+        text = PR_NAME.format(identifier=identifier(item), title=item.title, author=name)
     else:
-        text = ISSUE_NAME.format(identifier=identifier(item), title=title)
-    return fit(text)
+        text = ISSUE_NAME.format(identifier=identifier(item), title=item.title)
+    return fit(_one_line(text))
 
 
 def card_description(item: Item, author: Contributor | None = None) -> str:
