@@ -213,7 +213,7 @@ async def test_issue_opened(services: Services, trello: FakeTrello) -> None:
         "[Issue 8413 Discussion](https://github.com/puppetlabs/puppet/issues/8413)\n\n" + ISSUE.body
     )
     assert trello.attachment_urls(card["id"]) == [ISSUE.html_url]
-    assert services.directory.asked == []  # type: ignore[attr-defined]
+    assert services.directory.asked == []
 
 
 @pytest.mark.parametrize(
