@@ -36,3 +36,15 @@ async def save(
         external_id,
         external_url,
     )
+
+
+async def forget(pool: asyncpg.Pool, output: str, item: Item) -> None:
+    """The card or issue is gone (deleted by hand): the next lookup starts afresh."""
+    await pool.execute(
+        "DELETE FROM item_links WHERE output = $1 AND repository = $2 AND kind = $3"
+        " AND number = $4",
+        output,
+        item.repository,
+        item.kind,
+        item.number,
+    )

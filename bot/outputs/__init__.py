@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from bot.config import ConfigError, Settings
 from bot.logs import kv
 from bot.outputs.base import Comment, Contributor, Item, Link, Output, Services
+from bot.outputs.trello import TrelloOutput
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ def build_outputs(names: tuple[str, ...], services: Services) -> list[Output]:
             continue
         outputs.append(REGISTRY[name].factory(services))
     return outputs
+
+
+register("trello", TrelloOutput)
 
 
 __all__ = [

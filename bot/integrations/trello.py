@@ -1,0 +1,167 @@
+"""Trello REST client: one request seam, OAuth-header auth, client-side rate limiting."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from bot.config import Settings
+from bot.integrations.http import send
+from bot.integrations.ratelimit import SlidingWindowLimiter, Window
+
+SERVICE = "trello"
+CARD_FIELDS = "name,closed,idList,shortUrl,url"
+# Boards answer newest cards first, at most this many per call; older ones via ``before``.
+BOARD_PAGE_SIZE = 1000
+MAX_BOARD_PAGES = 50
+# Trello's published limits: 100 requests per 10 s per token and 300 per 10 s per key.
+TRELLO_WINDOWS = (Window(100, 10.0), Window(300, 10.0))
+
+
+@dataclass(frozen=True)
+class Card:
+    id: str
+    name: str
+    closed: bool
+    id_list: str
+    short_url: str
+    url: str
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> Card:
+        return cls(
+            id=str(data["id"]),
+            name=str(data.get("name") or ""),
+            closed=bool(data.get("closed")),
+            id_list=str(data.get("idList") or ""),
+            short_url=str(data.get("shortUrl") or data.get("url") or ""),
+            url=str(data.get("url") or ""),
+        )
+
+
+def trello_date(moment: datetime) -> str:
+    """Trello's date format: ISO 8601 in UTC with milliseconds and a ``Z``."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+class TrelloClient:
+    """The calls the Trello output needs. Every one goes through ``_request``."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        settings: Settings,
+        *,
+        limiter: SlidingWindowLimiter | None = None,
+    ) -> None:
+        self._session = session
+        self._base = settings.trello_api_url.rstrip("/") + "/1/"
+        # Trello accepts the key and token in this header, so they never sit in a URL
+        # (URLs end up in proxy logs, tracebacks and error messages).
+        self._headers = {
+            "Authorization": f'OAuth oauth_consumer_key="{settings.trello_app_key}", '
+            f'oauth_token="{settings.trello_user_token}"'
+        }
+        self._limiter = limiter if limiter is not None else SlidingWindowLimiter(TRELLO_WINDOWS)
+
+    def __repr__(self) -> str:
+        return f"TrelloClient({self._base!r})"
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Any:
+        async with self._limiter.slot():
+            response = await send(
+                self._session,
+                SERVICE,
+                method,
+                self._base + path.lstrip("/"),
+                headers=self._headers,
+                params=params,
+                body=body,
+            )
+        return response.data
+
+    async def list_board(self, list_id: str) -> str:
+        """The id of the board a list is on."""
+        data = await self._request("GET", f"lists/{list_id}", params={"fields": "idBoard"})
+        return str(data["idBoard"])
+
+    async def board_cards(self, board_id: str, *, page_size: int = BOARD_PAGE_SIZE) -> list[Card]:
+        """Every card on a board, archived ones included (old cards are often archived)."""
+        cards: dict[str, Card] = {}
+        params = {"fields": CARD_FIELDS, "filter": "all", "limit": str(page_size)}
+        for _ in range(MAX_BOARD_PAGES):
+            page = await self._request("GET", f"boards/{board_id}/cards", params=params)
+            fresh = [Card.from_api(c) for c in page if str(c["id"]) not in cards]
+            cards.update((c.id, c) for c in fresh)
+            if len(page) < page_size or not fresh:
+                break
+            # Ids start with their creation time, so the smallest is the oldest card.
+            params = {**params, "before": min(c.id for c in fresh)}
+        return list(cards.values())
+
+    async def get_card(self, card_id: str) -> Card:
+        data = await self._request("GET", f"cards/{card_id}", params={"fields": CARD_FIELDS})
+        return Card.from_api(data)
+
+    async def create_card(
+        self, list_id: str, name: str, desc: str, due: datetime | None = None
+    ) -> Card:
+        body: dict[str, Any] = {"idList": list_id, "name": name, "desc": desc, "pos": "bottom"}
+        if due is not None:
+            body["due"] = trello_date(due)
+        return Card.from_api(await self._request("POST", "cards", body=body))
+
+    async def update_card(
+        self,
+        card_id: str,
+        *,
+        closed: bool | None = None,
+        id_list: str | None = None,
+        due: datetime | None = None,
+    ) -> Card:
+        """Change what is given; leave the rest as it is."""
+        body: dict[str, Any] = {}
+        if closed is not None:
+            body["closed"] = closed
+        if id_list is not None:
+            body["idList"] = id_list
+        if due is not None:
+            body["due"] = trello_date(due)
+        return Card.from_api(await self._request("PUT", f"cards/{card_id}", body=body))
+
+    async def attachment_urls(self, card_id: str) -> list[str]:
+        data = await self._request("GET", f"cards/{card_id}/attachments", params={"fields": "url"})
+        return [str(a.get("url") or "") for a in data]
+
+    async def attach_url(self, card_id: str, url: str, name: str | None = None) -> str:
+        """Attach a link; returns the attachment id."""
+        body = {"url": url, "name": name or url}
+        data = await self._request("POST", f"cards/{card_id}/attachments", body=body)
+        return str(data["id"])
+
+    async def add_comment(self, card_id: str, text: str) -> str:
+        """Comment on a card; returns the comment action's id."""
+        data = await self._request("POST", f"cards/{card_id}/actions/comments", body={"text": text})
+        return str(data["id"])
+
+    async def latest_comment(self, card_id: str) -> str | None:
+        """The text of the card's newest comment, or None when it has none."""
+        data = await self._request(
+            "GET",
+            f"cards/{card_id}/actions",
+            params={"filter": "commentCard", "limit": "1", "fields": "data"},
+        )
+        if not data:
+            return None
+        return str((data[0].get("data") or {}).get("text") or "")

@@ -1,0 +1,250 @@
+"""Trello output: one card per pull request or issue, kept in step with GitHub (SPEC §5)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from weakref import WeakValueDictionary
+
+from cachetools import TTLCache
+
+from bot import links
+from bot.config import ConfigError
+from bot.integrations.errors import NotRetryable
+from bot.integrations.trello import Card, TrelloClient
+from bot.logs import kv
+from bot.outputs import trello_text as text
+from bot.outputs.base import Comment, Item, Link, Services
+
+log = logging.getLogger(__name__)
+
+OUTPUT = "trello"
+LINK_LABEL = "Trello card"
+# Long enough for a burst of new items to share one scan of a board, short enough for
+# cards made or renamed by hand to be seen soon.
+BOARD_CACHE_SECONDS = 5.0
+BOARD_CACHE_SIZE = 32
+
+
+@dataclass(frozen=True)
+class CardRef:
+    """What this output needs to know about an item's card."""
+
+    id: str
+    short_url: str
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class TrelloOutput:
+    """Implements ``Output``. Make one per worker process: it holds the rate limiter,
+    the board cache and the per-item locks that keep concurrent jobs from racing."""
+
+    name = OUTPUT
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        client: TrelloClient | None = None,
+        now: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        settings = services.settings
+        required = {
+            "TRELLO_APP_KEY": settings.trello_app_key,
+            "TRELLO_USER_TOKEN": settings.trello_user_token,
+            "TRELLO_TARGET_LIST_ID": settings.trello_target_list_id,
+        }
+        missing = [
+            f"{var} is not set: the Trello output needs it"
+            for var, value in required.items()
+            if not value
+        ]
+        if missing:
+            raise ConfigError(missing)
+        self._services = services
+        self._settings = settings
+        self._client = client or TrelloClient(services.http, settings)
+        self._now = now
+        self._board_cards_cache: TTLCache[str, list[Card]] = TTLCache(
+            maxsize=BOARD_CACHE_SIZE, ttl=BOARD_CACHE_SECONDS
+        )
+        self._board_locks: dict[str, asyncio.Lock] = {}
+        # The job layer orders one item's jobs across processes; this stops two calls
+        # for one item in this process from both deciding to create its card.
+        self._item_locks: WeakValueDictionary[tuple[str, str, int], asyncio.Lock] = (
+            WeakValueDictionary()
+        )
+        self._target_board: str | None = None
+        self._target_board_lock = asyncio.Lock()
+
+    async def sync(self, item: Item) -> Link:
+        async with self._lock(item):
+            card = await self._find_or_create(item)
+        return _link(card)
+
+    async def close(self, item: Item) -> Link | None:
+        archive = self._settings.archive_card
+
+        async def close_card(card: CardRef) -> None:
+            await self._comment_once(card, text.closed_text(item, archive=archive))
+            if archive:
+                await self._client.update_card(card.id, closed=True)
+
+        async with self._lock(item):
+            card = await self._on_card(item, close_card, create=True)
+        return _link(card) if card else None
+
+    async def reopen(self, item: Item) -> Link | None:
+        due = self._due(item)
+
+        async def reopen_card(card: CardRef) -> None:
+            await self._client.update_card(
+                card.id, id_list=self._settings.trello_target_list_id, closed=False, due=due
+            )
+            await self._comment_once(card, text.reopened_text(item))
+
+        async with self._lock(item):
+            card = await self._on_card(item, reopen_card, create=True)
+        return _link(card) if card else None
+
+    async def comment(self, item: Item, comment: Comment) -> Link | None:
+        async def add_comment(card: CardRef) -> None:
+            await self._comment_once(card, text.comment_text(comment))
+
+        async with self._lock(item):
+            card = await self._on_card(item, add_comment, create=False)
+        if card is None:
+            log.info("no trello card to comment on", extra=kv(item=_key(item), comment=comment.id))
+            return None
+        return _link(card)
+
+    # Finding and creating cards
+
+    async def _find_or_create(self, item: Item) -> CardRef:
+        return await self._find(item) or await self._create(item)
+
+    async def _find(self, item: Item) -> CardRef | None:
+        """Our own mapping first; then, by identifier, cards on the boards we search."""
+        row = await links.find(self._services.pool, OUTPUT, item)
+        if row is not None:
+            return CardRef(row["external_id"], row["external_url"] or "")
+        card = await self._scan(text.identifier(item))
+        if card is None:
+            return None
+        # A card the old service made (or we made before a crash): make it fully ours.
+        if item.html_url not in await self._client.attachment_urls(card.id):
+            await self._client.attach_url(card.id, item.html_url)
+        await links.save(self._services.pool, OUTPUT, item, card.id, card.short_url)
+        log.info("trello card found", extra=kv(item=_key(item), card=card.id))
+        return CardRef(card.id, card.short_url)
+
+    async def _scan(self, identifier: str) -> Card | None:
+        for board in await self._boards():
+            matches = [c for c in await self._board_cards(board) if identifier in c.name]
+            if matches:
+                # Prefer a card still in use over an archived one.
+                return min(matches, key=lambda c: c.closed)
+        return None
+
+    async def _create(self, item: Item) -> CardRef:
+        author = None
+        if item.kind == "pull_request":
+            author = await self._services.directory.contributor(item.author, item.installation_id)
+        card = await self._client.create_card(
+            self._settings.trello_target_list_id,
+            text.card_name(item, author),
+            text.card_description(item, author),
+            self._due(item),
+        )
+        # Keep the cached board listing true instead of dropping it: a burst of new items
+        # would otherwise scan the whole board once per card.
+        cached = self._board_cards_cache.get(self._target_board or "")
+        if cached is not None:
+            cached.append(card)
+        await self._client.attach_url(card.id, item.html_url)
+        await links.save(self._services.pool, OUTPUT, item, card.id, card.short_url)
+        log.info("trello card created", extra=kv(item=_key(item), card=card.id))
+        return CardRef(card.id, card.short_url)
+
+    async def _boards(self) -> list[str]:
+        """The target list's board, then every TRELLO_BOARDS board."""
+        async with self._target_board_lock:
+            if self._target_board is None:
+                self._target_board = await self._client.list_board(
+                    self._settings.trello_target_list_id
+                )
+        return list(dict.fromkeys((self._target_board, *self._settings.trello_boards)))
+
+    async def _board_cards(self, board: str) -> list[Card]:
+        # One scan per board at a time: concurrent jobs wait for it and share the result.
+        async with self._board_locks.setdefault(board, asyncio.Lock()):
+            cards = self._board_cards_cache.get(board)
+            if cards is None:
+                cards = await self._client.board_cards(board)
+                self._board_cards_cache[board] = cards
+            return cards
+
+    # Acting on a card
+
+    async def _on_card(
+        self, item: Item, act: Callable[[CardRef], Awaitable[None]], *, create: bool
+    ) -> CardRef | None:
+        """Find (or create) the card and act on it. A mapped card that was deleted by
+        hand is forgotten and looked for afresh, rather than failing every later job."""
+        find = self._find_or_create if create else self._find
+        card = await find(item)
+        if card is None:
+            return None
+        try:
+            await act(card)
+        except NotRetryable as exc:
+            if exc.status != 404 or not await self._deleted(card):
+                raise
+            log.warning("trello card was deleted", extra=kv(item=_key(item), card=card.id))
+            await links.forget(self._services.pool, OUTPUT, item)
+            self._board_cards_cache.clear()
+            card = await find(item)
+            if card is None:
+                return None
+            await act(card)
+        return card
+
+    async def _deleted(self, card: CardRef) -> bool:
+        try:
+            await self._client.get_card(card.id)
+        except NotRetryable as exc:
+            return exc.status == 404
+        return False
+
+    async def _comment_once(self, card: CardRef, comment: str) -> None:
+        """A job may run twice (a retry after a later step failed): never say it twice."""
+        latest = await self._client.latest_comment(card.id)
+        if latest is not None and latest.strip() == comment.strip():
+            return
+        await self._client.add_comment(card.id, comment)
+
+    def _due(self, item: Item) -> datetime | None:
+        if not self._settings.trello_set_target_response_time or item.state != "open":
+            return None
+        return text.response_due(self._now(), self._settings.tz)
+
+    def _lock(self, item: Item) -> asyncio.Lock:
+        key = (item.repository, item.kind, item.number)
+        lock = self._item_locks.get(key)
+        if lock is None:
+            lock = self._item_locks[key] = asyncio.Lock()
+        return lock
+
+
+def _link(card: CardRef) -> Link:
+    return Link(output=OUTPUT, external_id=card.id, url=card.short_url, label=LINK_LABEL)
+
+
+def _key(item: Item) -> str:
+    return f"{item.repository}#{item.number}"
