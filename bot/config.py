@@ -41,6 +41,7 @@ class Settings:
     admin_token: str = _secret()
     stored_event_limit: int = 100
     outputs: tuple[str, ...] = ("trello",)
+    outputs_explicit: bool = False  # GITHUB_EVENT_OUTPUTS was set (not the default)
     # GitHub (SPEC §3)
     github_api_url: str = "https://api.github.com"
     github_app_id: str = ""
@@ -82,6 +83,7 @@ class Settings:
             admin_token=reader.text("ADMIN_TOKEN"),
             stored_event_limit=reader.integer("STORED_EVENT_LIMIT", 100, minimum=1),
             outputs=reader.names("GITHUB_EVENT_OUTPUTS", ("trello",)),
+            outputs_explicit="GITHUB_EVENT_OUTPUTS" in env,
             github_api_url=reader.url("GITHUB_API_URL", "https://api.github.com"),
             github_app_id=reader.text("GITHUB_APP_ID"),
             github_private_key=reader.private_key(),

@@ -20,7 +20,6 @@ from tests.fakes.trello import (
     NOT_FOUND,
     TOKEN,
     FakeTrello,
-    trello_fixture,  # noqa: F401 (the "trello" fixture)
     trello_settings,
 )
 

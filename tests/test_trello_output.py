@@ -25,7 +25,6 @@ from bot.outputs.trello_text import MAX_TEXT, card_description
 from tests.fakes.clock import FakeClock
 from tests.fakes.trello import (
     FakeTrello,
-    trello_fixture,  # noqa: F401 (the "trello" fixture)
     trello_settings,
 )
 from tests.support import FIXTURES
@@ -378,6 +377,6 @@ async def test_missing_configuration_is_named(services: Services) -> None:
 
 
 async def test_the_output_is_registered(services: Services) -> None:
-    assert REGISTRY["trello"] is TrelloOutput
+    assert REGISTRY["trello"].factory is TrelloOutput
     (output,) = build_outputs(("trello",), services)
     assert output.name == "trello"

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from bot.config import ConfigError, Settings
 from bot.logs import kv
+from bot.outputs import trello
 from bot.outputs.base import Comment, Contributor, Item, Link, Output, Services
-from bot.outputs.trello import TrelloOutput
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,17 @@ def build_outputs(names: tuple[str, ...], services: Services) -> list[Output]:
     outputs = []
     for name in names:
         missing = REGISTRY[name].missing(services.settings)
+        if missing and services.settings.outputs_explicit:
+            raise ConfigError([f"{var} is not set: output {name} needs it" for var in missing])
         if missing:
+            # Only the default output (GITHUB_EVENT_OUTPUTS unset) may be left unconfigured.
             log.warning(f"output {name} disabled", extra=kv(missing=",".join(missing)))
             continue
         outputs.append(REGISTRY[name].factory(services))
     return outputs
 
 
-register("trello", TrelloOutput)
+register("trello", trello.TrelloOutput, trello.missing_settings)
 
 
 __all__ = [

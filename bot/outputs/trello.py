@@ -12,7 +12,7 @@ from weakref import WeakValueDictionary
 from cachetools import TTLCache
 
 from bot import links
-from bot.config import ConfigError
+from bot.config import ConfigError, Settings
 from bot.integrations.errors import NotRetryable
 from bot.integrations.trello import Card, TrelloClient
 from bot.logs import kv
@@ -41,6 +41,16 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def missing_settings(settings: Settings) -> list[str]:
+    """The variables the Trello output needs that are not set."""
+    required = {
+        "TRELLO_APP_KEY": settings.trello_app_key,
+        "TRELLO_USER_TOKEN": settings.trello_user_token,
+        "TRELLO_TARGET_LIST_ID": settings.trello_target_list_id,
+    }
+    return [var for var, value in required.items() if not value]
+
+
 class TrelloOutput:
     """Implements ``Output``. Make one per worker process: it holds the rate limiter,
     the board cache and the per-item locks that keep concurrent jobs from racing."""
@@ -55,18 +65,9 @@ class TrelloOutput:
         now: Callable[[], datetime] = _utcnow,
     ) -> None:
         settings = services.settings
-        required = {
-            "TRELLO_APP_KEY": settings.trello_app_key,
-            "TRELLO_USER_TOKEN": settings.trello_user_token,
-            "TRELLO_TARGET_LIST_ID": settings.trello_target_list_id,
-        }
-        missing = [
-            f"{var} is not set: the Trello output needs it"
-            for var, value in required.items()
-            if not value
-        ]
+        missing = missing_settings(settings)
         if missing:
-            raise ConfigError(missing)
+            raise ConfigError([f"{var} is not set: the Trello output needs it" for var in missing])
         self._services = services
         self._settings = settings
         self._client = client or TrelloClient(services.http, settings)
