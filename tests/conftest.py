@@ -16,6 +16,7 @@ from bot import db, embedded
 from bot.config import Settings
 from bot.queue import connect_redis
 from bot.web import create_app
+from tests.fakes.jira import fake_jira, jira_settings  # noqa: F401  (fixtures)
 from tests.support import ADMIN_TOKEN, OLD_SECRET, SECRET
 
 
