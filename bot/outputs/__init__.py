@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.outputs.base import Comment, Contributor, Item, Link, Output, Services
+from bot.outputs.jira import JiraOutput
 
 REGISTRY: dict[str, Callable[[Services], Output]] = {}
 
@@ -23,6 +24,9 @@ def build_outputs(names: tuple[str, ...], services: Services) -> list[Output]:
     if unknown:
         raise ValueError(f"unknown output(s): {', '.join(unknown)}")
     return [REGISTRY[name](services) for name in names]
+
+
+register("jira", JiraOutput)
 
 
 __all__ = [
