@@ -116,3 +116,10 @@ async def test_every_projects_action_has_help() -> None:
     results = await asyncio.gather(*(bot("projects", action, "--help") for action in actions))
     for action, (code, out, _) in zip(actions, results, strict=True):
         assert code == 0 and f"usage: python -m bot projects {action}" in out
+
+
+async def test_an_unreachable_database_is_reported_without_its_password() -> None:
+    url = "postgresql://bot:hunter2-secret@127.0.0.1:9/bot"
+    code, _, err = await bot("projects", "list", env={"DATABASE_URL": url})
+    assert code == 1 and "cannot use the database" in err
+    assert "hunter2" not in err and "Traceback" not in err
