@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from bot import cli, cli_admin
 from bot.config import ConfigError
@@ -102,10 +103,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     importer.set_defaults(func=cli_admin.import_pull_requests)
 
+    add_projects(commands)
+
     commands.add_parser(
         "secret", help="print a new random webhook secret", description="Print a new secret."
     ).set_defaults(func=cli.new_secret)
     return parser
+
+
+def add_projects(commands: Any) -> None:
+    projects = commands.add_parser(
+        "projects",
+        help="which Jira project each repository's pull requests go to",
+        description="Map repositories to Jira projects. Pull requests of "
+        "repositories without a mapping are ignored by the Jira output.",
+    )
+    actions = projects.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser(
+        "create",
+        help="map OWNER/REPO to a Jira project (replaces an existing mapping)",
+        description="Map OWNER/REPO to the Jira project KEY; new issues get the labels and "
+        "components given. Running it again for the same repository replaces the mapping.",
+    )
+    create.add_argument("repository", metavar="OWNER/REPO", help="e.g. puppetlabs/puppet")
+    create.add_argument("key", metavar="KEY", help="Jira project key, e.g. PUP")
+    create.add_argument(
+        "--labels", nargs="+", default=[], metavar="LABEL", help="labels for new issues"
+    )
+    create.add_argument(
+        "--components", nargs="+", default=[], metavar="COMPONENT", help="components for new issues"
+    )
+    create.set_defaults(func=cli.projects_create)
+    actions.add_parser(
+        "list", help="show every mapping as a table", description="Show every mapping."
+    ).set_defaults(func=cli.projects_list)
+    delete = actions.add_parser(
+        "delete", help="remove the mapping of OWNER/REPO", description="Remove a mapping."
+    )
+    delete.add_argument("repository", metavar="OWNER/REPO")
+    delete.set_defaults(func=cli.projects_delete)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EmbeddedUnavailable, cli.UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except cli.Unavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

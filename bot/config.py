@@ -140,9 +140,12 @@ class Settings:
 REQUIREMENTS = {
     "webhook_secret": "GITHUB_WEBHOOK_SECRET is not set: the web process verifies every "
     "delivery's X-Hub-Signature-256 with it (generate one with `python -m bot secret`)",
+    "jira": "the Jira output needs JIRA_SITE and either JIRA_TOKEN (Data Center personal "
+    "access token) or JIRA_USERNAME + JIRA_PASSWORD (Cloud e-mail + API token)",
 }
 _REQUIREMENT_CHECKS = {
     "webhook_secret": lambda s: bool(s.webhook_secrets),
+    "jira": lambda s: bool(s.jira_site and (s.jira_token or (s.jira_username and s.jira_password))),
 }
 
 

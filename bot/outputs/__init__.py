@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bot.config import ConfigError, Settings
 from bot.logs import kv
-from bot.outputs import trello
+from bot.outputs import jira, trello
 from bot.outputs.base import Comment, Contributor, Item, Link, Output, Services
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,9 @@ def build_outputs(names: tuple[str, ...], services: Services) -> list[Output]:
 
 
 register("trello", trello.TrelloOutput, trello.missing_settings)
+
+
+register("jira", jira.JiraOutput, jira.missing_settings)
 
 
 __all__ = [

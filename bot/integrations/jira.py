@@ -1,0 +1,162 @@
+"""Jira REST API v2 client for Cloud and Data Center; every request goes through ``_request``."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from bot.config import Settings
+from bot.integrations.errors import NotRetryable
+from bot.integrations.http import send
+
+SERVICE = "jira"
+API = "/rest/api/2"
+# Cloud removed /search (it answers 410 Gone) for /search/jql with token pagination; Data
+# Center only has /search, with startAt/total pagination, and answers 404 for /search/jql.
+SEARCH_JQL = f"{API}/search/jql"
+SEARCH = f"{API}/search"
+SEARCH_ENDPOINT_MISSING = frozenset({404, 405, 410})
+PAGE_SIZE = 50
+
+Json = dict[str, Any]
+
+
+def authorization(settings: Settings) -> str:
+    """Data Center personal access token (bearer), else Cloud e-mail + API token (basic)."""
+    if settings.jira_token:
+        return f"Bearer {settings.jira_token}"
+    pair = f"{settings.jira_username}:{settings.jira_password}".encode()
+    return "Basic " + base64.b64encode(pair).decode()
+
+
+def _issue_path(key: str, *rest: str) -> str:
+    return "/".join([f"{API}/issue", quote(key, safe=""), *rest])
+
+
+class JiraClient:
+    def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
+        settings.require("jira")
+        self._session = session
+        context = f"/{settings.jira_context_path}" if settings.jira_context_path else ""
+        self.base_url = settings.jira_site + context
+        self._headers = {"Authorization": authorization(settings)}
+        # Which search endpoint this site has, learnt from the first search.
+        self.search_endpoint: str | None = None
+
+    def browse_url(self, key: str) -> str:
+        return f"{self.base_url}/browse/{quote(key, safe='')}"
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+    ) -> Any:
+        url = self.base_url + path
+        response = await send(
+            self._session, SERVICE, method, url, headers=self._headers, params=params, body=body
+        )
+        return response.data
+
+    async def get_issue(self, key: str, fields: Sequence[str] = ("summary",)) -> Json | None:
+        """The issue (its current key, if it moved), or None when there is no such issue."""
+        try:
+            issue: Json = await self._request(
+                "GET", _issue_path(key), params={"fields": ",".join(fields)}
+            )
+        except NotRetryable as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return issue
+
+    async def create_issue(self, fields: Json) -> Json:
+        """Create an issue; Jira answers ``{"id", "key", "self"}``."""
+        created: Json = await self._request("POST", f"{API}/issue", body={"fields": fields})
+        return created
+
+    async def add_comment(self, key: str, body: str) -> Json:
+        comment: Json = await self._request(
+            "POST", _issue_path(key, "comment"), body={"body": body}
+        )
+        return comment
+
+    async def latest_comments(self, key: str, count: int = 1) -> list[Json]:
+        """The newest ``count`` comments, newest first."""
+        data = await self._request(
+            "GET",
+            _issue_path(key, "comment"),
+            params={"orderBy": "-created", "maxResults": str(count)},
+        )
+        return list((data or {}).get("comments") or [])
+
+    async def remote_links(self, key: str) -> list[Json]:
+        return list(await self._request("GET", _issue_path(key, "remotelink")) or [])
+
+    async def put_remote_link(self, key: str, link: Json) -> Json:
+        """Create the remote link, or update the one with the same ``globalId``."""
+        saved: Json = await self._request("POST", _issue_path(key, "remotelink"), body=link)
+        return saved
+
+    async def search(
+        self, jql: str, fields: Sequence[str] = ("summary",), *, limit: int = PAGE_SIZE
+    ) -> list[Json]:
+        """Up to ``limit`` issues matching ``jql``, on Cloud and Data Center alike.
+
+        Results are eventually consistent: an issue created a moment ago may be missing.
+        """
+        first, second = (
+            (SEARCH, SEARCH_JQL) if self.search_endpoint == SEARCH else (SEARCH_JQL, SEARCH)
+        )
+        try:
+            issues = await self._search_with(first, jql, list(fields), limit)
+        except NotRetryable as exc:
+            if exc.status not in SEARCH_ENDPOINT_MISSING:
+                raise
+            issues = await self._search_with(second, jql, list(fields), limit)
+            first = second
+        self.search_endpoint = first
+        return issues
+
+    async def _search_with(
+        self, endpoint: str, jql: str, fields: list[str], limit: int
+    ) -> list[Json]:
+        if endpoint == SEARCH_JQL:
+            return await self._search_by_token(jql, fields, limit)
+        return await self._search_by_offset(jql, fields, limit)
+
+    async def _search_by_token(self, jql: str, fields: list[str], limit: int) -> list[Json]:
+        issues: list[Json] = []
+        token: str | None = None
+        while len(issues) < limit:
+            body: Json = {"jql": jql, "fields": fields, "maxResults": min(PAGE_SIZE, limit)}
+            if token:
+                body["nextPageToken"] = token
+            page = await self._request("POST", SEARCH_JQL, body=body) or {}
+            issues += page.get("issues") or []
+            token = page.get("nextPageToken")
+            if page.get("isLast") or not token:
+                break
+        return issues[:limit]
+
+    async def _search_by_offset(self, jql: str, fields: list[str], limit: int) -> list[Json]:
+        issues: list[Json] = []
+        while len(issues) < limit:
+            body = {
+                "jql": jql,
+                "fields": fields,
+                "startAt": len(issues),
+                "maxResults": min(PAGE_SIZE, limit),
+            }
+            page = await self._request("POST", SEARCH, body=body) or {}
+            batch = page.get("issues") or []
+            issues += batch
+            if not batch or len(issues) >= int(page.get("total") or 0):
+                break
+        return issues[:limit]
