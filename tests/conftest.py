@@ -52,7 +52,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = getattr(item, "fixturenames", [])
         if "pool" in names or "redis" in names:
-            names.append("clean_state")
+            names.insert(0, "clean_state")  # before fixtures that put data in
 
 
 @pytest.fixture
