@@ -14,7 +14,7 @@ from aiohttp import web
 from arq.connections import ArqRedis
 from gidgethub import sansio
 
-from bot import store
+from bot import setup_page, store
 from bot.config import Settings
 from bot.db import create_pool
 from bot.ingest import MAX_BODY_BYTES, DeliveryError, parse_delivery
@@ -180,7 +180,7 @@ $ADMIN_TOKEN</code>.</li>
 
 async def home(request: web.Request) -> web.Response:
     checks = await health_status(request.app)
-    url = f"{request.scheme}://{request.host}/webhooks"
+    url = f"{setup_page.public_base_url(request)}/webhooks"
     page = HOME_PAGE.format(
         database=html.escape(checks["database"]),
         redis=html.escape(checks["redis"]),
@@ -221,4 +221,5 @@ def create_app(
     app.router.add_get("/events", list_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", home)
+    setup_page.add_routes(app, settings)
     return app

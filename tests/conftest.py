@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,12 +25,18 @@ pytest_plugins = ["tests.fakes.github", "tests.fakes.jira", "tests.fakes.trello"
 
 
 @pytest.fixture(scope="session")
-def service_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def service_urls() -> Iterator[tuple[str, str]]:
     database_url = os.environ.get("TEST_DATABASE_URL")
     redis_url = os.environ.get("TEST_REDIS_URL")
-    data_dir = Path(tmp_path_factory.mktemp("services"))
-    with embedded.services_for(database_url, redis_url, data_dir) as urls:
-        yield urls
+    # Not under pytest's basetemp: every pytest session on the machine resets that folder
+    # to 0700, which locks out the user pgserver runs postgres as when another test run
+    # starts at the same moment.
+    data_dir = Path(tempfile.mkdtemp(prefix="puppet-webhooks-test-"))
+    try:
+        with embedded.services_for(database_url, redis_url, data_dir) as urls:
+            yield urls
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
