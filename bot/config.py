@@ -14,6 +14,7 @@ from typing import Any
 
 DEFAULT_DATA_DIR = Path(".data")
 JIRA_PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PRIVATE_KEY|API_KEY|_KEY)$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -66,6 +67,9 @@ class Settings:
     # Summary (SPEC §10)
     github_summary_gist_id: str = ""
     summary_template: str = ""
+    # The whole environment, for outputs added as extensions: they read their own
+    # variables from it in their constructor (never at import).
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -104,6 +108,7 @@ class Settings:
             jira_token=reader.text("JIRA_TOKEN"),
             github_summary_gist_id=reader.text("GITHUB_SUMMARY_GIST_ID"),
             summary_template=reader.text("SUMMARY_TEMPLATE_URL") or reader.text("SUMMARY_TEMPLATE"),
+            environ=dict(env),
         )
         if problems:
             raise ConfigError(problems)
@@ -124,12 +129,16 @@ class Settings:
             value = getattr(self, f.name)
             values.extend(value if isinstance(value, tuple) else [value])
         values.extend(_url_password(v) for v in (self.database_url, self.redis_url) if v)
+        # An extension's credentials are secret too, by their names.
+        values.extend(v for k, v in self.environ.items() if _SECRET_NAME.search(k))
         return [v for v in values if v and len(v) >= 4]
 
     def __repr__(self) -> str:
         shown = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name == "environ":
+                continue
             if f.metadata.get("secret"):
                 shown.append(f"{f.name}={'<set>' if value else '<unset>'}")
             else:

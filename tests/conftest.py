@@ -21,7 +21,12 @@ from bot.web import create_app
 from tests.support import ADMIN_TOKEN, OLD_SECRET, SECRET
 
 # The fake outside APIs (one module each) and their fixtures.
-pytest_plugins = ["tests.fakes.github", "tests.fakes.jira", "tests.fakes.trello"]
+pytest_plugins = [
+    "tests.fakes.github",
+    "tests.fakes.jira",
+    "tests.fakes.slack",
+    "tests.fakes.trello",
+]
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bot.config import ConfigError, Settings
 from bot.logs import kv
-from bot.outputs import jira, trello
+from bot.outputs import jira, slack, trello
 from bot.outputs.base import Comment, Contributor, Item, Link, Output, Services
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ register("trello", trello.TrelloOutput, trello.missing_settings)
 
 
 register("jira", jira.JiraOutput, jira.missing_settings)
+register("slack", slack.SlackOutput, slack.missing_settings)
 
 
 __all__ = [
