@@ -36,18 +36,18 @@ async def step(ctx: Ctx, name: str, run: Callable[[], Awaitable[Link | None]]) -
 
 async def apply_outputs(
     ctx: Ctx, call: Callable[[Output], Awaitable[Link | None]]
-) -> tuple[list[Link], list[str]]:
+) -> tuple[list[Link], dict[str, str]]:
     """Call every output; finish the others even if one fails, then raise the failure
     that should decide the retry (a retryable one wins over a permanent one)."""
     tracked_links: list[Link] = []
-    failures: list[str] = []
+    failures: dict[str, str] = {}  # output name -> why it refused
     retryable: Exception | None = None
     outputs: list[Output] = ctx.get("outputs", [])
     for output in outputs:
         try:
             link = await step(ctx, output.name, lambda output=output: call(output))  # type: ignore[misc]
         except NotRetryable as exc:
-            failures.append(f"{output.name}: {exc}")
+            failures[output.name] = str(exc)
         except Exception as exc:
             retryable = retryable or exc
         else:
@@ -88,7 +88,7 @@ async def sync_item(ctx: Ctx, item: Item, action: str, *, status_comment: bool) 
     tracked_links, failures = await apply_outputs(ctx, lambda output: getattr(output, method)(item))
     if status_comment and item.kind == "pull_request" and tracked_links:
         shown = "merged" if action == "closed" and item.merged else action
-        body = status.render_status(tracked_links, shown, failures, datetime.now(UTC))
+        body = status.render_status(tracked_links, shown, list(failures), datetime.now(UTC))
 
         async def publish() -> Link | None:
             outcome, _ = await status.publish(ctx["github"], ctx["pool"], item, body)
@@ -97,7 +97,7 @@ async def sync_item(ctx: Ctx, item: Item, action: str, *, status_comment: bool) 
 
         await step(ctx, "status", publish)
     if failures:
-        raise OutputsFailed("outputs", "; ".join(failures))
+        raise OutputsFailed("outputs", "; ".join(failures.values()))
     where = ", ".join(f"{link.output} {link.label}" for link in tracked_links)
     return f"{action} {item.repository}#{item.number}: " + (where or "no output handled it")
 
@@ -162,7 +162,7 @@ async def sync_comment(
     )
     tracked_links, failures = await apply_outputs(ctx, lambda output: output.comment(item, comment))
     if failures:
-        raise OutputsFailed("outputs", "; ".join(failures))
+        raise OutputsFailed("outputs", "; ".join(failures.values()))
     if not tracked_links:
         log.info("comment not copied: item is not tracked", extra=kv(item=f"{repository}#{number}"))
     where = ", ".join(f"{link.output} {link.label}" for link in tracked_links)

@@ -31,14 +31,19 @@ ACTION_WORDS = {
 
 
 def render_status(
-    tracked: Sequence[Link], action: str, failures: Sequence[str], when: datetime
+    tracked: Sequence[Link], action: str, failed: Sequence[str], when: datetime
 ) -> str:
-    """The comment text: a hidden marker, one line per tracker, the last sync result."""
+    """The comment text: a hidden marker, one line per tracker, the last sync result.
+
+    Failed outputs are named, not explained: the reasons (which may describe the
+    team's trackers) are for maintainers, in `python -m bot jobs failed`.
+    """
     lines = [MARKER, HEADING, ""]
     for link in tracked:
         title = OUTPUT_TITLES.get(link.output, link.output.title())
         lines.append(f"- {title}: [{link.label}]({link.url})")
-    outcome = "ok" if not failures else "failed for " + "; ".join(failures)
+    titles = [OUTPUT_TITLES.get(name, name.title()) for name in failed]
+    outcome = "ok" if not failed else "failed for " + ", ".join(titles)
     stamp = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines += ["", f"Last sync: {ACTION_WORDS.get(action, action)} at {stamp}: {outcome}."]
     return "\n".join(lines)

@@ -264,3 +264,17 @@ async def test_rate_limit_reschedules_the_job_to_the_reset_time(
 def _changes(settings: Settings) -> dict[str, Any]:
     fields = ("github_app_id", "github_private_key", "github_api_url", "outputs")
     return {f: getattr(settings, f) for f in fields}
+
+
+def test_status_text_names_failed_outputs_without_details() -> None:
+    from datetime import UTC, datetime
+
+    from bot.status import render_status
+
+    card = Link("trello", "c1", "https://trello.com/c/AbCd1234", "Trello card")
+    text = render_status([card], "merged", ["jira"], datetime(2026, 11, 30, 9, 5, tzinfo=UTC))
+    assert text == (
+        f"{MARKER}\n**Where this pull request is tracked**\n\n"
+        "- Trello: [Trello card](https://trello.com/c/AbCd1234)\n\n"
+        "Last sync: merged at 2026-11-30 09:05 UTC: failed for Jira."
+    )
