@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bot import cli, cli_admin
+from bot import cli, cli_admin, summary
 from bot.config import ConfigError
 from bot.embedded import EmbeddedUnavailable
 
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     importer.set_defaults(func=cli_admin.import_pull_requests)
 
     add_projects(commands)
+    add_summary(commands)
 
     commands.add_parser(
         "secret", help="print a new random webhook secret", description="Print a new secret."
@@ -142,6 +143,28 @@ def add_projects(commands: Any) -> None:
     )
     delete.add_argument("repository", metavar="OWNER/REPO")
     delete.set_defaults(func=cli.projects_delete)
+
+
+def add_summary(commands: Any) -> None:
+    parser = commands.add_parser(
+        "summary",
+        help="publish the finished-card summary to the summary gist",
+        description="Read every card in TRELLO_FINISHED_LIST_ID with its labels and "
+        "comments, render the summary template (SUMMARY_TEMPLATE_URL, or the default) and "
+        "write it as SUMMARY.md into gist GITHUB_SUMMARY_GIST_ID (needs GITHUB_TOKEN). "
+        f"The worker also does this every day at {summary.CRON_HOUR_UTC:02d}:00 UTC.",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the rendered Markdown instead of publishing it (no GitHub call)",
+    )
+    parser.add_argument(
+        "--template",
+        metavar="PATH_OR_URL",
+        help="use this template instead of SUMMARY_TEMPLATE_URL (try one with --dry-run)",
+    )
+    parser.set_defaults(func=summary.summary_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

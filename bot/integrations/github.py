@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -241,6 +241,21 @@ class GitHubClient:
             f"/repos/{_repo(repository)}/issues/comments/{comment_id}",
             installation_id=installation_id,
             body={"body": body},
+        )
+        return dict(response.data)
+
+    # -- gists --------------------------------------------------------------------------
+
+    async def update_gist(self, gist_id: str, files: Mapping[str, str]) -> dict[str, Any]:
+        """Replace the content of ``files`` (name -> text) in a gist; other files stay.
+
+        Gists belong to users, not App installations: this always uses GITHUB_TOKEN.
+        """
+        response = await self._request(
+            "PATCH",
+            f"/gists/{quote(gist_id, safe='')}",
+            installation_id=None,
+            body={"files": {name: {"content": text} for name, text in files.items()}},
         )
         return dict(response.data)
 

@@ -31,11 +31,13 @@ async def send(
     headers: Mapping[str, str] | None = None,
     params: Mapping[str, str] | None = None,
     body: Any = None,
+    as_text: bool = False,
 ) -> Response:
     """Send one request; raise a classified ServiceError for anything but success.
 
     Errors carry the method, path and status only, so no credential in a URL or header
-    can reach a log line through them.
+    can reach a log line through them. With ``as_text`` the data is the body as text,
+    even when it happens to parse as JSON (a downloaded template).
     """
     path = urlsplit(url).path
     payload = json.dumps(body).encode() if body is not None else None
@@ -54,6 +56,8 @@ async def send(
     error = classify(service, method, path, status, response_headers, _reason(data))
     if error is not None:
         raise error
+    if as_text:
+        data = raw.decode("utf-8", "replace")
     return Response(status, response_headers, data)
 
 

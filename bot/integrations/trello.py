@@ -20,6 +20,9 @@ BOARD_PAGE_SIZE = 1000
 MAX_BOARD_PAGES = 50
 # Trello's published limits: 100 requests per 10 s per token and 300 per 10 s per key.
 TRELLO_WINDOWS = (Window(100, 10.0), Window(300, 10.0))
+LISTED_CARD_FIELDS = "name,url,shortUrl,labels"
+# Trello's maximum for actions, nested in a card list or asked for on one card.
+MAX_ACTIONS = 1000
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,48 @@ class Card:
             id_list=str(data.get("idList") or ""),
             short_url=str(data.get("shortUrl") or data.get("url") or ""),
             url=str(data.get("url") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class CardComment:
+    id: str
+    text: str
+    date: str
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> CardComment:
+        return cls(
+            id=str(data["id"]),
+            text=str((data.get("data") or {}).get("text") or ""),
+            date=str(data.get("date") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class ListedCard:
+    """A card with its label names and comments (newest first, as Trello answers)."""
+
+    id: str
+    name: str
+    url: str
+    short_url: str
+    labels: tuple[str, ...]
+    comments: tuple[CardComment, ...]
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> ListedCard:
+        return cls(
+            id=str(data["id"]),
+            name=str(data.get("name") or ""),
+            url=str(data.get("url") or data.get("shortUrl") or ""),
+            short_url=str(data.get("shortUrl") or data.get("url") or ""),
+            labels=tuple(str(label.get("name") or "") for label in data.get("labels") or []),
+            comments=tuple(
+                CardComment.from_api(a)
+                for a in data.get("actions") or []
+                if a.get("type", "commentCard") == "commentCard"
+            ),
         )
 
 
@@ -109,6 +154,43 @@ class TrelloClient:
             # Ids start with their creation time, so the smallest is the oldest card.
             params = {**params, "before": min(c.id for c in fresh)}
         return list(cards.values())
+
+    async def list_cards_with_comments(
+        self, list_id: str, *, comments_limit: int = MAX_ACTIONS
+    ) -> list[ListedCard]:
+        """The open cards of a list, in list order, with labels and newest comments.
+
+        One call for the whole list: comments come nested in each card (at most
+        ``comments_limit`` per card; ``older_comments`` pages further back).
+        """
+        data = await self._request(
+            "GET",
+            f"lists/{list_id}/cards",
+            params={
+                "fields": LISTED_CARD_FIELDS,
+                "actions": "commentCard",
+                "actions_limit": str(comments_limit),
+                "action_fields": "data,date,type",
+            },
+        )
+        return [ListedCard.from_api(card) for card in data]
+
+    async def older_comments(
+        self, card_id: str, before: str, *, limit: int = MAX_ACTIONS
+    ) -> list[CardComment]:
+        """Comments on a card made before the comment ``before`` (an action id), newest
+        first."""
+        data = await self._request(
+            "GET",
+            f"cards/{card_id}/actions",
+            params={
+                "filter": "commentCard",
+                "before": before,
+                "limit": str(limit),
+                "fields": "data,date,type",
+            },
+        )
+        return [CardComment.from_api(action) for action in data]
 
     async def get_card(self, card_id: str) -> Card:
         data = await self._request("GET", f"cards/{card_id}", params={"fields": CARD_FIELDS})

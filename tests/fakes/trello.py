@@ -98,6 +98,7 @@ class FakeTrello(TrelloData):
         app = web.Application(middlewares=[self._gate])
         route = app.router
         route.add_get("/1/lists/{id}", self._get_list)
+        route.add_get("/1/lists/{id}/cards", self._list_cards)
         route.add_get("/1/boards/{id}/cards", self._board_cards)
         route.add_get("/1/boards/{id}/cards/{filter}", self._board_cards)
         route.add_post("/1/cards", self._create_card)
@@ -132,6 +133,33 @@ class FakeTrello(TrelloData):
     async def _get_list(self, request: web.Request) -> web.Response:
         params = await _params(request)
         return _json(self._find(self.lists, request.match_info["id"]), params)
+
+    async def _list_cards(self, request: web.Request) -> web.Response:
+        """A list's cards in list order; ``actions=commentCard`` nests each card's
+        comments, newest first, at most ``actions_limit`` (default 50, at most 1000)."""
+        params = await _params(request)
+        lst = self._find(self.lists, request.match_info["id"])
+        which = params.get("filter", "open")
+        if which not in _CARD_FILTERS:
+            raise _bad("filter")
+        cards = [c for c in self.cards.values() if c["idList"] == lst["id"]]
+        if which in ("open", "visible", "closed"):
+            cards = [c for c in cards if c["closed"] == (which == "closed")]
+        elif which == "none":
+            cards = []
+        answer = []
+        for card in sorted(cards, key=lambda c: c["pos"]):
+            shown = _fields(card, params)
+            if "actions" in params:
+                types = str(params["actions"]).split(",")
+                limit = _int(params.get("actions_limit", "50"), "actions_limit", 0, 1000)
+                comments = self.card_comments(card["id"])[::-1]
+                if "all" not in types and "commentCard" not in types:
+                    comments = []
+                wanted = {"fields": params.get("action_fields", "all")}
+                shown["actions"] = [_fields(a, wanted) for a in comments[:limit]]
+            answer.append(shown)
+        return web.json_response(answer)
 
     async def _board_cards(self, request: web.Request) -> web.Response:
         params = await _params(request)
@@ -203,6 +231,10 @@ class FakeTrello(TrelloData):
         actions = self.card_comments(card["id"])[::-1]  # newest first
         if "all" not in types and "commentCard" not in types:
             actions = []
+        if "before" in params:  # an action id (they sort by age) or a date
+            before = str(params["before"])
+            key = "id" if _ID.match(before) else "date"
+            actions = [a for a in actions if a[key] < before]
         return web.json_response([_fields(a, params) for a in actions[:limit]])
 
     async def _add_comment(self, request: web.Request) -> web.Response:

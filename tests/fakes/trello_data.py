@@ -21,6 +21,7 @@ class TrelloData:
         self.cards: dict[str, dict[str, Any]] = {}
         self.comment_actions: list[dict[str, Any]] = []  # oldest first
         self.attachments: dict[str, list[dict[str, Any]]] = {}
+        self.labels: dict[str, dict[str, Any]] = {}
         self._last_id = FIRST_ID_TIME
 
     def add_board(self, name: str) -> str:
@@ -55,9 +56,24 @@ class TrelloData:
             "dueComplete": False,
             "pos": 16384 * board["_cards"],
             "dateLastActivity": now(),
+            "idLabels": [],
+            "labels": [],
         }
         self.cards[card["id"]] = card
         return card
+
+    def add_label(self, board_id: str, name: str, color: str | None = "green") -> dict[str, Any]:
+        label = {"id": self.new_id(), "idBoard": board_id, "name": name, "color": color, "uses": 0}
+        self.labels[label["id"]] = label
+        return label
+
+    def label_card(self, card: dict[str, Any], *labels: dict[str, Any]) -> None:
+        """Put labels on a card; the card shows them in the order they were added."""
+        for label in labels:
+            assert label["idBoard"] == card["idBoard"], "labels belong to the card's board"
+            label["uses"] += 1
+            card["idLabels"].append(label["id"])
+            card["labels"].append(dict(label))
 
     def add_attachment(self, card: dict[str, Any], url: str, name: str) -> dict[str, Any]:
         attachments = self.attachments.setdefault(card["id"], [])
