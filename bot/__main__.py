@@ -134,15 +134,15 @@ def add_projects(commands: Any) -> None:
     create.add_argument(
         "--components", nargs="+", default=[], metavar="COMPONENT", help="components for new issues"
     )
-    create.set_defaults(func=cli.projects_create)
+    create.set_defaults(func=cli_admin.projects_create)
     actions.add_parser(
         "list", help="show every mapping as a table", description="Show every mapping."
-    ).set_defaults(func=cli.projects_list)
+    ).set_defaults(func=cli_admin.projects_list)
     delete = actions.add_parser(
         "delete", help="remove the mapping of OWNER/REPO", description="Remove a mapping."
     )
     delete.add_argument("repository", metavar="OWNER/REPO")
-    delete.set_defaults(func=cli.projects_delete)
+    delete.set_defaults(func=cli_admin.projects_delete)
 
 
 def add_summary(commands: Any) -> None:
@@ -177,9 +177,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EmbeddedUnavailable, cli.UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except cli.Unavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -13,14 +13,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-import asyncpg
 
-from bot import db, embedded, projects
+from bot import db, embedded
 from bot.config import Settings
 from bot.ingest import SIGNATURE_HEADER, signature_for
 from bot.logs import setup_logging
@@ -31,10 +29,6 @@ T = TypeVar("T")
 
 class UsageError(Exception):
     """Bad arguments or missing input: the message says what to change (exit 2)."""
-
-
-class Unavailable(Exception):
-    """A service the command needs cannot be reached (exit 1)."""
 
 
 def load_settings(*, local_secrets: bool = False) -> Settings:
@@ -79,50 +73,6 @@ def migrate(args: argparse.Namespace) -> int:
     with embedded.services_for(settings.database_url, "unused", settings.data_dir) as (url, _):
         applied = asyncio.run(_migrate(url))
     print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
-    return 0
-
-
-def _with_database(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-    """Run ``work`` with a pool on DATABASE_URL (or the embedded server), migrated first."""
-
-    async def run(url: str) -> T:
-        pool = await db.create_pool(url, min_size=1, max_size=1)
-        try:
-            await db.migrate(pool)
-            return await work(pool)
-        finally:
-            await pool.close()
-
-    with embedded.services_for(settings.database_url, "unused", settings.data_dir) as (url, _):
-        try:
-            return asyncio.run(run(url))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise Unavailable(f"cannot use the database ({type(exc).__name__}: {exc})") from None
-
-
-def projects_create(args: argparse.Namespace) -> int:
-    try:
-        project = projects.make_project(args.repository, args.key, args.labels, args.components)
-    except projects.InvalidProject as exc:
-        raise UsageError(str(exc)) from None
-    new = _with_database(load_settings(), lambda pool: projects.save(pool, project))
-    print(f"{'created' if new else 'updated'} {project.repository} -> {project.key}")
-    return 0
-
-
-def projects_list(args: argparse.Namespace) -> int:
-    print(projects.table(_with_database(load_settings(), projects.list_all)))
-    return 0
-
-
-def projects_delete(args: argparse.Namespace) -> int:
-    try:
-        repository = projects.check_repository(args.repository)
-    except projects.InvalidProject as exc:
-        raise UsageError(str(exc)) from None
-    if not _with_database(load_settings(), lambda pool: projects.delete(pool, repository)):
-        raise UsageError(f"no project is configured for {repository} (see: projects list)")
-    print(f"deleted {repository}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Operator commands: events, jobs and import (argument parsing lives in __main__)."""
+"""Operator commands: projects, events, jobs and import (parsing lives in __main__)."""
 
 from __future__ import annotations
 
@@ -8,64 +8,115 @@ import contextlib
 import dataclasses
 import re
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import asyncpg
 from arq.connections import ArqRedis
 
-from bot import admin, db, embedded, store
+from bot import admin, db, embedded, projects, store
 from bot.cli import UsageError, load_settings
 from bot.config import Settings
 from bot.integrations.errors import ServiceError
 from bot.integrations.github import GitHubClient
 from bot.queue import connect_redis
+from bot.tables import table
 
 REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 
 
+class DatabaseUnavailable(Exception):
+    """PostgreSQL could not be reached or used (exit 1)."""
+
+
 @contextlib.asynccontextmanager
-async def connected(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, ArqRedis]]:
-    assert settings.database_url and settings.redis_url
-    pool = await db.create_pool(settings.database_url, min_size=1, max_size=4)
-    redis = connect_redis(settings.redis_url, timeout=5)
+async def connected(
+    settings: Settings, *, with_redis: bool = True
+) -> AsyncIterator[tuple[asyncpg.Pool, ArqRedis]]:
+    """A migrated pool (and a Redis client) for one command."""
+    assert settings.database_url
     try:
+        pool = await db.create_pool(settings.database_url, min_size=1, max_size=4)
         await db.migrate(pool)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # The message names the failure, never the URL (it may hold the password).
+        raise DatabaseUnavailable(f"cannot use the database ({type(exc).__name__})") from None
+    redis = connect_redis(settings.redis_url or "redis://127.0.0.1:9", timeout=5)
+    try:
         yield pool, redis
     finally:
         await redis.aclose()
         await pool.close()
 
 
-def run(work: Any, settings: Settings) -> int:
-    """Run an async command with the database and Redis (embedded when unset)."""
-    with embedded.services_for(settings.database_url, settings.redis_url, settings.data_dir) as (
+def run(work: Any, settings: Settings, *, with_redis: bool = True) -> int:
+    """Run an async command against the database (and Redis), embedded when unset.
+
+    Unknown names are usage errors (exit 2); unreachable services and API failures are
+    failures of the work (exit 1), told in one line without a traceback or a secret.
+    """
+    redis_url = settings.redis_url if with_redis else "unused"
+    with embedded.services_for(settings.database_url, redis_url, settings.data_dir) as (
         database_url,
-        redis_url,
+        actual_redis_url,
     ):
-        settings = dataclasses.replace(settings, database_url=database_url, redis_url=redis_url)
+        settings = dataclasses.replace(
+            settings,
+            database_url=database_url,
+            redis_url=actual_redis_url if with_redis else None,
+        )
         try:
             return int(asyncio.run(work(settings)))
         except admin.NotFound as exc:
             raise UsageError(str(exc)) from None
-        except (ServiceError, ConnectionError, OSError) as exc:
+        except (DatabaseUnavailable, ServiceError, ConnectionError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = [
-        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def _when(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
+
+
+def projects_create(args: argparse.Namespace) -> int:
+    try:
+        project = projects.make_project(args.repository, args.key, args.labels, args.components)
+    except projects.InvalidProject as exc:
+        raise UsageError(str(exc)) from None
+
+    async def work(settings: Settings) -> int:
+        async with connected(settings, with_redis=False) as (pool, _):
+            new = await projects.save(pool, project)
+        print(f"{'created' if new else 'updated'} {project.repository} -> {project.key}")
+        return 0
+
+    return run(work, load_settings(), with_redis=False)
+
+
+def projects_list(args: argparse.Namespace) -> int:
+    async def work(settings: Settings) -> int:
+        async with connected(settings, with_redis=False) as (pool, _):
+            print(projects.table(await projects.list_all(pool)))
+        return 0
+
+    return run(work, load_settings(), with_redis=False)
+
+
+def projects_delete(args: argparse.Namespace) -> int:
+    try:
+        repository = projects.check_repository(args.repository)
+    except projects.InvalidProject as exc:
+        raise UsageError(str(exc)) from None
+
+    async def work(settings: Settings) -> int:
+        async with connected(settings, with_redis=False) as (pool, _):
+            if not await projects.delete(pool, repository):
+                raise UsageError(f"no project is configured for {repository} (see: projects list)")
+        print(f"deleted {repository}")
+        return 0
+
+    return run(work, load_settings(), with_redis=False)
 
 
 def events_list(args: argparse.Namespace) -> int:

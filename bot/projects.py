@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from bot import tables
 from bot.config import JIRA_PROJECT_KEY
 
 # GitHub owners are letters, digits and single hyphens (at most 39); repository names add
@@ -109,12 +110,10 @@ def table(projects: Sequence[Project]) -> str:
     """Projects as an aligned plain-text table, for `projects list`."""
     if not projects:
         return NO_PROJECTS
-    rows = [TABLE_HEADINGS] + [
-        (p.repository, p.key, ", ".join(p.labels) or "-", ", ".join(p.components) or "-")
-        for p in projects
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_HEADINGS))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
+    return tables.table(
+        TABLE_HEADINGS,
+        [
+            (p.repository, p.key, ", ".join(p.labels) or "-", ", ".join(p.components) or "-")
+            for p in projects
+        ],
     )
