@@ -53,6 +53,26 @@ def services(data_dir: Path) -> Iterator[tuple[str, str]]:
         yield db_url, r_url
 
 
+def service_pids(data_dir: Path, database_url: str, redis_url: str) -> list[int]:
+    """The embedded PostgreSQL (postmaster) and Redis serving from ``data_dir``, if those
+    are the ones the URLs name (their CPU is part of what a delivery costs)."""
+    pids: list[int] = []
+    postgres = data_dir.resolve() / "postgres"
+    if str(postgres) in database_url:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pids.append(int((postgres / "postmaster.pid").read_text().split()[0]))
+    with contextlib.suppress(OSError, ValueError):
+        port = int((data_dir / "redis" / "port").read_text())
+        if f"127.0.0.1:{port}/" in redis_url:
+            suffix = f":{port}".encode()
+            for proc in Path("/proc").glob("[0-9]*"):
+                with contextlib.suppress(OSError):
+                    argv = (proc / "cmdline").read_bytes().rstrip(b"\0")
+                    if b"redis-server" in argv and argv.endswith(suffix):
+                        pids.append(int(proc.name))
+    return pids
+
+
 # -- child processes and their memory ------------------------------------------------
 
 
@@ -140,15 +160,15 @@ class Child:
 
 
 class CpuSampler:
-    """CPU seconds used by a process tree while a load runs (user + system)."""
+    """CPU seconds used by process trees while a load runs (user + system)."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self, *roots: int) -> None:
+        self.roots = roots
         self._start = self._cpu()
 
     def _cpu(self) -> float:
         total = 0
-        for pid in process_tree(self.pid):
+        for pid in (p for root in self.roots for p in process_tree(root)):
             with contextlib.suppress(OSError, IndexError, ValueError):
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 total += int(fields[11]) + int(fields[12])

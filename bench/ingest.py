@@ -46,6 +46,7 @@ from harness import (
     MemoryWatch,
     free_port,
     run_wrk,
+    service_pids,
     services,
     wait_for_quiet,
     wrk_available,
@@ -73,10 +74,15 @@ class Result:
     peak_rss_mib: float
     processes: int
     server_cpu_s: float
+    services_cpu_s: float  # PostgreSQL and Redis (embedded ones only), for web
     client_cpu_s: float
     machine_cores: float  # every process's CPU during the load, in cores
     busy_before: float  # cores other work used just before the load
     notes: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def cpu_per_request_us(self) -> float:
+        return 1e6 * (self.server_cpu_s + self.services_cpu_s) / max(1, self.load.requests)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -164,13 +170,20 @@ class Run:
             max_requests=self.args.max_requests,
         )
 
-    def measure(self, target: str, child: Child, health: str, url: str) -> Result:
+    @property
+    def service_pids(self) -> list[int]:
+        return service_pids(RESULTS / "services", self.database_url, self.redis_url)
+
+    def measure(
+        self, target: str, child: Child, health: str, url: str, *, uses_services: bool = False
+    ) -> Result:
         startup = child.wait_until_ok(health)
         if self.args.warmup > 0:
             self.load(url, f"{self.run_id}-warm{target}", self.args.warmup)
         busy_before = wait_for_quiet(self.args.quiet_wait)
         machine = MachineCpu()
         cpu = CpuSampler(child.pid)
+        services_cpu = CpuSampler(*(self.service_pids if uses_services else []))
         client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         with MemoryWatch(child.pid):
             load = self.load(url, f"{self.run_id}-{target}", self.args.duration)
@@ -186,6 +199,7 @@ class Run:
             peak_rss_mib=child.peak_rss_mib(),
             processes=child.processes(),
             server_cpu_s=cpu.used(),
+            services_cpu_s=services_cpu.used(),
             client_cpu_s=client_cpu,
             machine_cores=machine_cores,
             busy_before=busy_before,
@@ -214,7 +228,11 @@ def bench_web(run: Run) -> Result:
     child = Child("web", [sys.executable, "-m", "bot", "web"], env, RESULTS / "web.log")
     try:
         result = run.measure(
-            "web", child, f"http://127.0.0.1:{port}/healthz", f"http://127.0.0.1:{port}/webhooks"
+            "web",
+            child,
+            f"http://127.0.0.1:{port}/healthz",
+            f"http://127.0.0.1:{port}/webhooks",
+            uses_services=True,
         )
     finally:
         child.stop()
@@ -444,7 +462,8 @@ def print_summary(
     )
     header = (
         f"{'target':<44}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'non-2xx':>8}{'errors':>7}"
-        f"{'RSS MiB':>8}{'procs':>6}{'CPU %':>7}{'wrk %':>6}{'all %':>6}"
+        f"{'RSS MiB':>8}{'procs':>6}{'CPU %':>7}{'+db %':>6}{'wrk %':>6}{'all %':>6}"
+        f"{'µs/req':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -455,11 +474,13 @@ def print_summary(
             f"{label:<44}{r.load.rate:>8,.0f}{r.load.p50_ms:>8.2f}{r.load.p99_ms:>8.2f}"
             f"{r.load.not_ok:>8,}{r.load.socket_errors:>7,}{r.peak_rss_mib:>8.1f}"
             f"{r.processes:>6}{100 * r.server_cpu_s / seconds:>7.0f}"
+            f"{100 * r.services_cpu_s / seconds:>6.0f}"
             f"{100 * r.client_cpu_s / seconds:>6.0f}{100 * r.machine_cores:>6.0f}"
+            f"{r.cpu_per_request_us:>7.0f}"
         )
     print(
-        "CPU %: the server's processes, wrk, and the whole machine (200 = both cores; for "
-        "web it includes PostgreSQL and Redis)"
+        "CPU % (200 = both cores): the server's processes, PostgreSQL + Redis, wrk, the "
+        "whole machine;\nµs/req: CPU time of the server (+ PostgreSQL and Redis) per answer"
     )
     for name, r in results.items():
         if r.busy_before > 0.25:
@@ -521,7 +542,12 @@ def main(argv: list[str] | None = None) -> int:
         "machine": versions(),
         "body_bytes": body_size,
         "results": {
-            name: {**dataclasses.asdict(r), "rate": r.load.rate} for name, r in results.items()
+            name: {
+                **dataclasses.asdict(r),
+                "rate": r.load.rate,
+                "cpu_per_request_us": r.cpu_per_request_us,
+            }
+            for name, r in results.items()
         },
         "worker": worker,
     }
