@@ -40,9 +40,15 @@ async def save_deliveries(
     db: asyncpg.Pool | asyncpg.Connection,
     batch: Sequence[tuple[Delivery, Sequence[JobRequest]]],
 ) -> set[str]:
-    """Store deliveries with their planned jobs; returns the ids that were new."""
-    deliveries = [d for d, _ in batch]
-    jobs = [(d.delivery_id, j) for d, js in batch for j in js]
+    """Store deliveries with their planned jobs; returns the ids that were new.
+
+    A delivery id stored before, or repeated in the batch, is stored once (its first copy).
+    """
+    first: dict[str, tuple[Delivery, Sequence[JobRequest]]] = {}
+    for delivery, delivery_jobs in batch:
+        first.setdefault(delivery.delivery_id, (delivery, delivery_jobs))
+    deliveries = [d for d, _ in first.values()]
+    jobs = [(d.delivery_id, j) for d, js in first.values() for j in js]
     rows = await db.fetch(
         _SAVE_DELIVERIES,
         [d.delivery_id for d in deliveries],
