@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import asyncpg
 from arq.connections import ArqRedis
+from asyncpg.pool import PoolConnectionProxy
 
 from bot import store
 from bot.ingest import Delivery
@@ -57,6 +58,7 @@ class GroupCommit:
         self._ready = asyncio.Event()
         self._closing = False
         self._writers = [asyncio.create_task(self._write()) for _ in range(writers)]
+        self._queueing: set[asyncio.Task[None]] = set()
 
     async def save(self, delivery: Delivery, jobs: Sequence[JobRequest]) -> Saved:
         """Store the delivery with its jobs, then queue the jobs (see ``Saved``).
@@ -76,33 +78,60 @@ class GroupCommit:
         self._closing = True
         self._ready.set()
         await asyncio.gather(*self._writers)
+        await asyncio.gather(*self._queueing)
 
     async def _write(self) -> None:
-        while True:
-            if not self._waiting:
-                if self._closing:
-                    return
-                self._ready.clear()
-                await self._ready.wait()
-                continue
-            batch = self._waiting[: self._max_batch]
-            del self._waiting[: self._max_batch]
-            try:
-                await self._commit(batch)
-            except Exception as exc:  # never leave a request waiting for an answer
-                for waiting in batch:
-                    _settle(waiting.answer, exc)
+        # Each writer keeps one connection: no pool round trip (and reset query) per batch.
+        conn: PoolConnectionProxy | None = None
+        try:
+            while True:
+                if not self._waiting:
+                    if self._closing:
+                        return
+                    self._ready.clear()
+                    await self._ready.wait()
+                    continue
+                batch = self._waiting[: self._max_batch]
+                del self._waiting[: self._max_batch]
+                try:
+                    if conn is None:
+                        conn = await self._pool.acquire()
+                    await self._commit(conn, batch)
+                except Exception as exc:  # never leave a request waiting for an answer
+                    for waiting in batch:
+                        _settle(waiting.answer, exc)
+                    if conn is not None:
+                        # Perhaps broken: the pool closes or resets it; take another next time.
+                        await self._release(conn)
+                        conn = None
+        finally:
+            if conn is not None:
+                await self._release(conn)
 
-    async def _commit(self, batch: list[_Waiting]) -> None:
+    async def _release(self, conn: PoolConnectionProxy) -> None:
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
+
+    async def _commit(self, conn: PoolConnectionProxy, batch: list[_Waiting]) -> None:
         # A redelivery can arrive while the first copy waits in the same batch: the first
         # is stored and queued, the others are answered as duplicates once it is.
         first: dict[str, _Waiting] = {}
         for waiting in batch:
             first.setdefault(waiting.delivery.delivery_id, waiting)
-        unique = list(first.values())
-        new = await store.save_deliveries(self._pool, [(w.delivery, w.jobs) for w in unique])
-        jobs = [job for w in unique if w.delivery.delivery_id in new for job in w.jobs]
-        queued = await push_jobs(self._redis, jobs)
+        new = await store.save_deliveries(conn, [(w.delivery, w.jobs) for w in first.values()])
+        # Queueing in Redis runs beside the next batch's commit instead of before it.
+        task = asyncio.create_task(self._queue_and_answer(batch, first, new))
+        self._queueing.add(task)
+        task.add_done_callback(self._queueing.discard)
+
+    async def _queue_and_answer(
+        self, batch: list[_Waiting], first: dict[str, _Waiting], new: set[str]
+    ) -> None:
+        jobs = [job for w in first.values() if w.delivery.delivery_id in new for job in w.jobs]
+        try:
+            queued = await push_jobs(self._redis, jobs)
+        except Exception:  # push_jobs reports failures itself; stored is what counts
+            queued = False
         for waiting in batch:
             delivery_id = waiting.delivery.delivery_id
             is_new = first[delivery_id] is waiting and delivery_id in new

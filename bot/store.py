@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from bot.ingest import Delivery
 from bot.outputs.base import Link
@@ -37,7 +38,7 @@ SELECT delivery_id FROM new
 
 
 async def save_deliveries(
-    db: asyncpg.Pool | asyncpg.Connection,
+    db: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy,
     batch: Sequence[tuple[Delivery, Sequence[JobRequest]]],
 ) -> set[str]:
     """Store deliveries with their planned jobs; returns the ids that were new.
