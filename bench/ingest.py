@@ -13,9 +13,10 @@ X-GitHub-Delivery per request, it measures:
 
 then checks that every delivery the web process accepted is in PostgreSQL, and lets one
 ``python -m bot worker`` drain the queued jobs (no outputs configured) for its peak memory.
-PostgreSQL and Redis are DATABASE_URL / REDIS_URL when set, else embedded servers started
-in bench/results/services. Only 127.0.0.1 is contacted; every load is bounded in time
-(--duration) and count (--max-requests). Results: one table, and JSON in bench/results/.
+PostgreSQL and Redis are DATABASE_URL / REDIS_URL when set, else fresh embedded servers
+started in bench/results/services-RUN (removed afterwards). Only 127.0.0.1 is contacted;
+every load is bounded in time (--duration) and count (--max-requests). Results: one table,
+and JSON in bench/results/.
 """
 
 from __future__ import annotations
@@ -157,6 +158,7 @@ class Run:
     manifest: Path
     database_url: str
     redis_url: str
+    services_dir: Path
 
     def load(self, url: str, id_prefix: str, seconds: float) -> Load:
         return run_wrk(
@@ -172,7 +174,7 @@ class Run:
 
     @property
     def service_pids(self) -> list[int]:
-        return service_pids(RESULTS / "services", self.database_url, self.redis_url)
+        return service_pids(self.services_dir, self.database_url, self.redis_url)
 
     def measure(
         self, target: str, child: Child, health: str, url: str, *, uses_services: bool = False
@@ -522,8 +524,10 @@ def main(argv: list[str] | None = None) -> int:
     run_id = f"bench{time.strftime('%Y%m%d%H%M%S')}{secrets.token_hex(2)}"
     results: dict[str, Result] = {}
     worker = None
-    with services(RESULTS / "services") as (database_url, redis_url):
-        run = Run(args, run_id, secret, manifest, database_url, redis_url)
+    # Fresh embedded servers every run: no bloat or pending checkpoints from earlier runs.
+    services_dir = RESULTS / f"services-{run_id}"
+    with services(services_dir) as (database_url, redis_url):
+        run = Run(args, run_id, secret, manifest, database_url, redis_url, services_dir)
         benches = {"web": bench_web, "bare": bench_bare, "probot": bench_probot}
         try:
             for target in args.targets:
@@ -535,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if not args.keep_data:
                 asyncio.run(clean_up(run))
+    if not args.keep_data:
+        shutil.rmtree(services_dir, ignore_errors=True)
     print_summary(run, results, worker, body_size)
     record = {
         "run_id": run_id,
