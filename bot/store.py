@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from bot.ingest import Delivery
 from bot.outputs.base import Link
@@ -37,12 +38,18 @@ SELECT delivery_id FROM new
 
 
 async def save_deliveries(
-    db: asyncpg.Pool | asyncpg.Connection,
+    db: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy,
     batch: Sequence[tuple[Delivery, Sequence[JobRequest]]],
 ) -> set[str]:
-    """Store deliveries with their planned jobs; returns the ids that were new."""
-    deliveries = [d for d, _ in batch]
-    jobs = [(d.delivery_id, j) for d, js in batch for j in js]
+    """Store deliveries with their planned jobs; returns the ids that were new.
+
+    A delivery id stored before, or repeated in the batch, is stored once (its first copy).
+    """
+    first: dict[str, tuple[Delivery, Sequence[JobRequest]]] = {}
+    for delivery, delivery_jobs in batch:
+        first.setdefault(delivery.delivery_id, (delivery, delivery_jobs))
+    deliveries = [d for d, _ in first.values()]
+    jobs = [(d.delivery_id, j) for d, js in first.values() for j in js]
     rows = await db.fetch(
         _SAVE_DELIVERIES,
         [d.delivery_id for d in deliveries],

@@ -17,9 +17,10 @@ from gidgethub import sansio
 from bot import setup_page, store
 from bot.config import Settings
 from bot.db import create_pool
+from bot.group_commit import GroupCommit
 from bot.ingest import MAX_BODY_BYTES, DeliveryError, parse_delivery
 from bot.logs import kv
-from bot.queue import JobPlan, connect_redis, push_jobs
+from bot.queue import JobPlan, connect_redis
 from bot.routers import router
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
+GROUP_COMMIT = web.AppKey("group_commit", GroupCommit)
 HEALTH_TIMEOUT = 2.0
 _DB_DOWN = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
@@ -78,7 +80,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
         plan.jobs.clear()
 
     try:
-        new = await store.save_deliveries(request.app[POOL], [(delivery, plan.jobs)])
+        saved = await request.app[GROUP_COMMIT].save(delivery, plan.jobs)
     except _DB_DOWN as exc:
         log.error(
             "delivery not stored",
@@ -93,10 +95,9 @@ async def receive_webhook(request: web.Request) -> web.Response:
         repo=delivery.repository,
         jobs=len(plan.jobs),
     )
-    if delivery.delivery_id not in new:
+    if not saved.new:
         log.info("delivery duplicate", extra=fields)
         return web.json_response({"status": "duplicate", "delivery": delivery.delivery_id})
-    queued = await push_jobs(request.app[REDIS], plan.jobs)
     log.info("delivery accepted", extra=fields)
     if delivery.event == "ping":
         return web.json_response({"status": "pong", "delivery": delivery.delivery_id})
@@ -105,7 +106,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
             "status": "accepted",
             "delivery": delivery.delivery_id,
             "jobs": len(plan.jobs),
-            "queued": queued,
+            "queued": saved.queued,
         },
         status=202,
     )
@@ -192,14 +193,17 @@ async def home(request: web.Request) -> web.Response:
 def connections(
     pool: asyncpg.Pool | None = None, redis: ArqRedis | None = None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Open the DB pool and Redis client once per process (or use the ones given)."""
+    """Open the DB pool and Redis client once per process (or use the ones given), and the
+    group commit that stores and queues deliveries through them."""
 
     async def open_and_close(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         assert settings.database_url and settings.redis_url
         app[POOL] = pool or await create_pool(settings.database_url, min_size=2, max_size=20)
         app[REDIS] = redis or connect_redis(settings.redis_url)
+        app[GROUP_COMMIT] = GroupCommit(app[POOL], app[REDIS])
         yield
+        await app[GROUP_COMMIT].close()
         if redis is None:
             await app[REDIS].aclose()
         if pool is None:

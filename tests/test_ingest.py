@@ -117,3 +117,13 @@ def test_oversized_body_is_413_before_anything_else() -> None:
 def test_odd_installation_values_are_ignored(installation: object) -> None:
     body = json.dumps({"installation": installation}).encode()
     assert parse_delivery(headers_for(body), body, ["s3cret"]).installation_id is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"n": NaN}', b'{"n": 1e400}', '{"a": 1}'.encode("utf-16"), b'\xef\xbb\xbf{"a": 1}'],
+    ids=["nan", "infinity", "utf-16", "bom"],
+)
+def test_json_the_fast_parser_refuses_is_still_read(body: bytes) -> None:
+    delivery = parse_delivery(headers_for(body), body, ["s3cret"])
+    assert list(delivery.data) == list(json.loads(body))

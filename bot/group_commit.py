@@ -1,0 +1,146 @@
+"""Group commit: deliveries that arrive together are stored in one statement, then queued.
+
+Each request waits for the commit of the batch its delivery is in before it is answered,
+so a 2xx still means the delivery is in PostgreSQL; one round trip and one commit (and
+one Redis round trip for the jobs) serve every delivery of the batch. Nothing waits on
+purpose: a free writer takes whatever is waiting, so a lone delivery is stored at once
+and batches grow only when deliveries arrive faster than one commit takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from arq.connections import ArqRedis
+from asyncpg.pool import PoolConnectionProxy
+
+from bot import store
+from bot.ingest import Delivery
+from bot.queue import JobRequest, push_jobs
+
+MAX_BATCH = 64
+# Two writers keep PostgreSQL busy with one batch while the other commits or queues.
+WRITERS = 2
+
+
+@dataclass(frozen=True)
+class Saved:
+    new: bool  # False: the delivery id was stored before (a redelivery): nothing was done
+    queued: bool  # its jobs are in Redis (False: the worker's sweep queues them later)
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    delivery: Delivery
+    jobs: Sequence[JobRequest]
+    answer: asyncio.Future[Saved]
+
+
+class GroupCommit:
+    """Stores and queues deliveries for many concurrent requests, a batch at a time."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        redis: ArqRedis,
+        *,
+        max_batch: int = MAX_BATCH,
+        writers: int = WRITERS,
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._max_batch = max_batch
+        self._waiting: list[_Waiting] = []
+        self._ready = asyncio.Event()
+        self._closing = False
+        self._writers = [asyncio.create_task(self._write()) for _ in range(writers)]
+        self._queueing: set[asyncio.Task[None]] = set()
+
+    async def save(self, delivery: Delivery, jobs: Sequence[JobRequest]) -> Saved:
+        """Store the delivery with its jobs, then queue the jobs (see ``Saved``).
+
+        Raises what storing raised (the whole batch failed: nothing of it is stored).
+        """
+        if self._closing:
+            raise RuntimeError("the web process is stopping")
+        answer: asyncio.Future[Saved] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(delivery, jobs, answer))
+        self._ready.set()
+        # A request that goes away (client gone) must not cancel its batch.
+        return await asyncio.shield(answer)
+
+    async def close(self) -> None:
+        """Store and queue what is waiting, then stop the writers."""
+        self._closing = True
+        self._ready.set()
+        await asyncio.gather(*self._writers)
+        await asyncio.gather(*self._queueing)
+
+    async def _write(self) -> None:
+        # Each writer keeps one connection: no pool round trip (and reset query) per batch.
+        conn: PoolConnectionProxy | None = None
+        try:
+            while True:
+                if not self._waiting:
+                    if self._closing:
+                        return
+                    self._ready.clear()
+                    await self._ready.wait()
+                    continue
+                batch = self._waiting[: self._max_batch]
+                del self._waiting[: self._max_batch]
+                try:
+                    if conn is None:
+                        conn = await self._pool.acquire()
+                    await self._commit(conn, batch)
+                except Exception as exc:  # never leave a request waiting for an answer
+                    for waiting in batch:
+                        _settle(waiting.answer, exc)
+                    if conn is not None:
+                        # Perhaps broken: the pool closes or resets it; take another next time.
+                        await self._release(conn)
+                        conn = None
+        finally:
+            if conn is not None:
+                await self._release(conn)
+
+    async def _release(self, conn: PoolConnectionProxy) -> None:
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
+
+    async def _commit(self, conn: PoolConnectionProxy, batch: list[_Waiting]) -> None:
+        # A redelivery can arrive while the first copy waits in the same batch: the first
+        # is stored and queued, the others are answered as duplicates once it is.
+        first: dict[str, _Waiting] = {}
+        for waiting in batch:
+            first.setdefault(waiting.delivery.delivery_id, waiting)
+        new = await store.save_deliveries(conn, [(w.delivery, w.jobs) for w in first.values()])
+        # Queueing in Redis runs beside the next batch's commit instead of before it.
+        task = asyncio.create_task(self._queue_and_answer(batch, first, new))
+        self._queueing.add(task)
+        task.add_done_callback(self._queueing.discard)
+
+    async def _queue_and_answer(
+        self, batch: list[_Waiting], first: dict[str, _Waiting], new: set[str]
+    ) -> None:
+        jobs = [job for w in first.values() if w.delivery.delivery_id in new for job in w.jobs]
+        try:
+            queued = await push_jobs(self._redis, jobs)
+        except Exception:  # push_jobs reports failures itself; stored is what counts
+            queued = False
+        for waiting in batch:
+            delivery_id = waiting.delivery.delivery_id
+            is_new = first[delivery_id] is waiting and delivery_id in new
+            _settle(waiting.answer, Saved(new=is_new, queued=queued or not waiting.jobs))
+
+
+def _settle(answer: asyncio.Future[Saved], outcome: Saved | Exception) -> None:
+    with contextlib.suppress(asyncio.InvalidStateError):
+        if isinstance(outcome, Exception):
+            answer.set_exception(outcome)
+        else:
+            answer.set_result(outcome)

@@ -1,0 +1,146 @@
+"""Group commit: concurrent deliveries share one statement, and each is answered only
+after its batch is committed (real PostgreSQL and Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import pytest
+from arq.connections import ArqRedis
+
+from bot import store
+from bot.group_commit import GroupCommit, Saved
+from bot.ingest import Delivery, parse_delivery
+from bot.queue import JobPlan, JobRequest
+from tests.support import SECRET, delivery
+
+
+def parsed(name: str = "pull_request/opened", **changes: Any) -> tuple[Delivery, list[JobRequest]]:
+    headers, body = delivery(name, **changes)
+    result = parse_delivery(headers, body, [SECRET])
+    plan = JobPlan(result.delivery_id)
+    job_id = f"{result.delivery_id}:sync_pull_request:0"
+    plan.jobs.append(JobRequest("sync_pull_request", job_id, "x#1", {}))
+    return result, plan.jobs
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every batch stored."""
+    sizes: list[int] = []
+    save = store.save_deliveries
+
+    async def counting(db: Any, batch: Sequence[Any]) -> set[str]:
+        sizes.append(len(batch))
+        return await save(db, batch)
+
+    monkeypatch.setattr(store, "save_deliveries", counting)
+    return sizes
+
+
+async def test_fifty_concurrent_posts_are_fifty_rows(
+    client: Any, pool: asyncpg.Pool, redis: ArqRedis, batches: list[int]
+) -> None:
+    requests = [delivery("pull_request/opened") for _ in range(50)]
+    responses = await asyncio.gather(
+        *(client.post("/webhooks", data=body, headers=headers) for headers, body in requests)
+    )
+    assert [r.status for r in responses] == [202] * 50
+    assert [(await r.json())["queued"] for r in responses] == [True] * 50
+    assert await pool.fetchval("SELECT count(*) FROM deliveries") == 50
+    assert await pool.fetchval("SELECT count(*) FROM jobs") == 50
+    assert await redis.zcard("arq:queue") == 50
+    # How they were grouped depends on timing; each was stored exactly once.
+    assert sum(batches) == 50
+
+
+async def test_a_redelivery_in_the_same_batch_is_stored_once(
+    pool: asyncpg.Pool, redis: ArqRedis, batches: list[int]
+) -> None:
+    first, jobs = parsed()
+    other, other_jobs = parsed("issues/opened")
+    group = GroupCommit(pool, redis, writers=1)
+    try:
+        outcomes = await asyncio.gather(
+            group.save(first, jobs), group.save(first, jobs), group.save(other, other_jobs)
+        )
+    finally:
+        await group.close()
+    assert batches == [2]  # one statement, the repeated id sent once
+    assert outcomes == [
+        Saved(new=True, queued=True),
+        Saved(new=False, queued=True),
+        Saved(new=True, queued=True),
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM deliveries") == 2
+    assert await pool.fetchval("SELECT count(*) FROM jobs") == 2
+    assert await redis.zcard("arq:queue") == 2
+
+
+async def test_concurrent_redeliveries_over_http_get_one_202(
+    client: Any, pool: asyncpg.Pool
+) -> None:
+    headers, body = delivery("pull_request/opened")
+    responses = await asyncio.gather(
+        *(client.post("/webhooks", data=body, headers=headers) for _ in range(5))
+    )
+    assert sorted(r.status for r in responses) == [200, 200, 200, 200, 202]
+    assert await pool.fetchval("SELECT count(*) FROM deliveries") == 1
+
+
+async def test_a_failed_batch_fails_every_request_in_it_with_503(
+    client: Any, pool: asyncpg.Pool, redis: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    async def failing(db: Any, batch: Sequence[Any]) -> set[str]:
+        calls.append(len(batch))
+        raise asyncpg.exceptions.ConnectionDoesNotExistError("connection lost mid-batch")
+
+    monkeypatch.setattr(store, "save_deliveries", failing)
+    requests = [delivery("pull_request/opened") for _ in range(20)]
+    responses = await asyncio.gather(
+        *(client.post("/webhooks", data=body, headers=headers) for headers, body in requests)
+    )
+    assert [r.status for r in responses] == [503] * 20
+    assert ["redeliver" in (await r.json())["error"] for r in responses] == [True] * 20
+    assert sum(calls) == 20
+    assert await pool.fetchval("SELECT count(*) FROM deliveries") == 0
+    assert await redis.zcard("arq:queue") == 0
+
+
+async def test_a_closed_pool_fails_the_whole_batch(
+    service_urls: tuple[str, str], redis: ArqRedis
+) -> None:
+    from bot.db import create_pool
+
+    closed = await create_pool(service_urls[0], min_size=0, max_size=1)
+    await closed.close()
+    group = GroupCommit(closed, redis)
+    try:
+        outcomes = await asyncio.gather(
+            *(group.save(*parsed()) for _ in range(5)), return_exceptions=True
+        )
+    finally:
+        await group.close()
+    assert all(isinstance(o, asyncpg.InterfaceError) for o in outcomes)
+
+
+async def test_close_stores_what_is_waiting(pool: asyncpg.Pool, redis: ArqRedis) -> None:
+    group = GroupCommit(pool, redis, writers=1)
+    saves = [asyncio.ensure_future(group.save(*parsed())) for _ in range(10)]
+    await asyncio.sleep(0)
+    await group.close()
+    assert [s.result().new for s in saves] == [True] * 10
+    assert await pool.fetchval("SELECT count(*) FROM deliveries") == 10
+    with pytest.raises(RuntimeError):
+        await group.save(*parsed())
+
+
+async def test_save_deliveries_stores_a_repeated_id_once(pool: asyncpg.Pool) -> None:
+    first, jobs = parsed()
+    assert await store.save_deliveries(pool, [(first, jobs), (first, jobs)]) == {first.delivery_id}
+    assert await pool.fetchval("SELECT count(*) FROM jobs") == 1
