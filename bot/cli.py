@@ -163,6 +163,8 @@ def run_worker(args: argparse.Namespace) -> int:
             WorkerSettings,  # type: ignore[arg-type]
             redis_settings=redis_settings(redis_url),
             ctx={"settings": settings},
+            max_jobs=settings.worker_max_jobs,
+            job_timeout=settings.worker_job_timeout,
         )
     return 0
 

@@ -29,9 +29,17 @@ log = logging.getLogger(__name__)
 Ctx = dict[str, Any]
 JobFunction = Callable[..., Awaitable[Any]]
 
-JOB_TIMEOUT = 600  # seconds, as the old service
-# Our own deadline sits inside arq's so a slow try is retried, not killed unrecorded.
-TRY_TIMEOUT = JOB_TIMEOUT - 30
+JOB_TIMEOUT = 600  # seconds, as the old service (WORKER_JOB_TIMEOUT changes it)
+
+
+def try_timeout(job_timeout: float) -> float:
+    """Our own deadline for a try. It sits inside arq's job timeout (30 s, or a tenth of a
+    short one, earlier) so a slow try is recorded and retried rather than killed by arq
+    with nothing written down."""
+    return job_timeout - min(30.0, job_timeout / 10)
+
+
+TRY_TIMEOUT = try_timeout(JOB_TIMEOUT)
 # arq counts every Retry (rate-limit and ordering waits too); our rows count real
 # failures against MAX_TRIES, so arq's own limit is only a backstop.
 ARQ_MAX_TRIES = 1000
@@ -59,7 +67,7 @@ def tracked(fn: JobFunction) -> JobFunction:
         assert row is not None
         job_ctx = {**ctx, "steps": await store.job_steps(pool, job_id)}
         try:
-            async with asyncio.timeout(TRY_TIMEOUT):
+            async with asyncio.timeout(ctx.get("try_timeout", TRY_TIMEOUT)):
                 outcome = await fn(job_ctx, **kwargs)
         except Exception as exc:
             failures = row["failures"] + 1
@@ -100,6 +108,8 @@ async def startup(ctx: Ctx) -> None:
     """Shared resources, made once per worker process and kept in ``ctx``."""
     settings: Settings = ctx.get("settings") or Settings.from_env()
     ctx["settings"] = settings
+    # Kept in step with the job timeout the worker was started with (bot.cli.run_worker).
+    ctx["try_timeout"] = try_timeout(settings.worker_job_timeout)
     if "pool" not in ctx:
         assert settings.database_url
         ctx["pool"] = await create_pool(settings.database_url, min_size=1, max_size=20)
