@@ -15,14 +15,13 @@ import aiohttp
 import asyncpg
 from arq import Retry
 
-from bot import store
+from bot import retry, store
 from bot.config import Settings
 from bot.db import create_pool
 from bot.integrations.github import GitHubClient
 from bot.logs import kv
 from bot.outputs import build_outputs
 from bot.outputs.base import Link, Services
-from bot.retry import ORDER_WAIT, decide
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ def tracked(fn: JobFunction) -> JobFunction:
             return "already finished"
         if state == "waiting":
             # An earlier event about the same item is not finished: it goes first.
-            raise Retry(defer=ORDER_WAIT)
+            raise Retry(defer=retry.order_wait(ctx.get("job_try", 1)))
         if state == "unknown":
             log.warning("job has no record; not run", extra=kv(**fields))
             return "unknown job"
@@ -71,7 +70,7 @@ def tracked(fn: JobFunction) -> JobFunction:
                 outcome = await fn(job_ctx, **kwargs)
         except Exception as exc:
             failures = row["failures"] + 1
-            decision = decide(exc, failures)
+            decision = retry.decide(exc, failures)
             if decision.retry:
                 await store.requeue_job(pool, job_id, decision.reason, decision.counts)
                 log.warning(

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from bot import runner
+from bot import retry, runner
 from bot.config import ConfigError, Settings
+
+
+def test_ordering_waits_grow_so_arqs_tries_outlast_a_long_wait() -> None:
+    waits = [retry.order_wait(tries) for tries in range(1, runner.ARQ_MAX_TRIES + 1)]
+    assert waits[0] == retry.ORDER_WAIT  # short while the earlier job is quick
+    assert waits == sorted(waits) and max(waits) == retry.ORDER_WAIT_MAX
+    # An earlier job held for an hour (a rate limit, or a crashed worker's job until arq
+    # lets it run again) must not use up the waiting job's tries.
+    assert sum(waits) > 2 * 3600
 
 
 def test_a_try_ends_inside_arqs_job_timeout() -> None:
