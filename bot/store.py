@@ -28,9 +28,11 @@ WITH new AS (
     INSERT INTO jobs (job_id, delivery_id, function, item_key, kwargs)
     SELECT j.job_id, j.delivery_id, j.function, j.item_key, j.kwargs
     FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[])
-         AS j(job_id, delivery_id, function, item_key, kwargs)
+         WITH ORDINALITY AS j(job_id, delivery_id, function, item_key, kwargs, position)
     WHERE j.delivery_id IN (SELECT delivery_id FROM new)
-    ORDER BY j.job_id
+    -- Ids in the order given (the order the deliveries arrived): jobs about one item
+    -- run in id order (claim_job).
+    ORDER BY j.position
 )
 SELECT delivery_id FROM new
 """
