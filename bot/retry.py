@@ -21,6 +21,21 @@ ORDER_WAIT_MAX = 10.0
 RATE_LIMIT_JITTER = 1.0
 
 
+# PostgreSQL cannot be used right now: connections lost or refused, the server shutting
+# down or restarting (a Heroku maintenance or failover ends every session with
+# admin_shutdown), out of connections, or a transaction that lost a race. All pass.
+DATABASE_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.TransactionRollbackError,
+    OSError,
+    TimeoutError,
+)
+
+
 @dataclass(frozen=True)
 class Decision:
     retry: bool
@@ -57,16 +72,7 @@ def decide(exc: BaseException, failures: int, rng: random.Random | None = None) 
         return Decision(True, exc.retry_after + jitter, counts=False, reason=reason)
     if isinstance(exc, NotRetryable):
         return Decision(False, reason=reason)
-    retryable = isinstance(
-        exc,
-        Transient
-        | TimeoutError
-        | ConnectionError
-        | OSError
-        | asyncpg.PostgresConnectionError
-        | asyncpg.InterfaceError
-        | asyncpg.CannotConnectNowError,
-    )
+    retryable = isinstance(exc, (Transient, ConnectionError, *DATABASE_UNAVAILABLE))
     if not retryable and not isinstance(exc, ServiceError):
         # A bug in our own code: retrying will not fix it, and the job can be retried
         # from the CLI once it is fixed.

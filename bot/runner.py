@@ -50,42 +50,65 @@ def tracked(fn: JobFunction) -> JobFunction:
 
     @functools.wraps(fn)
     async def run(ctx: Ctx, **kwargs: Any) -> Any:
-        pool: asyncpg.Pool = ctx["pool"]
-        job_id: str = ctx["job_id"]
-        fields = {"job": job_id, "function": fn.__name__, "delivery": kwargs.get("delivery_id")}
-        state, row = await store.claim_job(pool, job_id)
-        if state == "finished":
-            log.info("job already finished", extra=kv(**fields))
-            return "already finished"
-        if state == "waiting":
-            # An earlier event about the same item is not finished: it goes first.
-            raise Retry(defer=retry.order_wait(ctx.get("job_try", 1)))
-        if state == "unknown":
-            log.warning("job has no record; not run", extra=kv(**fields))
-            return "unknown job"
-        assert row is not None
-        job_ctx = {**ctx, "steps": await store.job_steps(pool, job_id)}
+        fields = {
+            "job": ctx["job_id"],
+            "function": fn.__name__,
+            "delivery": kwargs.get("delivery_id"),
+        }
         try:
-            async with asyncio.timeout(ctx.get("try_timeout", TRY_TIMEOUT)):
-                outcome = await fn(job_ctx, **kwargs)
-        except Exception as exc:
-            failures = row["failures"] + 1
-            decision = retry.decide(exc, failures)
-            if decision.retry:
-                await store.requeue_job(pool, job_id, decision.reason, decision.counts)
-                log.warning(
-                    "job will retry",
-                    extra=kv(**fields, delay=f"{decision.delay:.1f}", reason=decision.reason),
-                )
-                raise Retry(defer=decision.delay) from None
-            await store.finish_job(pool, job_id, "failed", decision.reason)
-            log.error("job failed", extra=kv(**fields, reason=decision.reason))
-            return f"failed: {decision.reason}"
-        await store.finish_job(pool, job_id, "done", outcome=str(outcome))
-        log.info("job done", extra=kv(**fields, outcome=outcome))
-        return outcome
+            return await _run_recorded(fn, ctx, kwargs, fields)
+        except retry.DATABASE_UNAVAILABLE as exc:
+            # The job's own row could not be read or written. Had this reached arq as a
+            # failure, arq would drop the job while its row still says queued or running
+            # (and a running row holds up every later job about the item): ask arq to run
+            # it again instead. Steps it completed are recorded and are not redone.
+            delay = retry.backoff(ctx.get("job_try", 1))
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "job record unavailable; will retry",
+                extra=kv(**fields, delay=f"{delay:.1f}", reason=reason),
+            )
+            raise Retry(defer=delay) from None
 
     return run
+
+
+async def _run_recorded(
+    fn: JobFunction, ctx: Ctx, kwargs: dict[str, Any], fields: dict[str, Any]
+) -> Any:
+    pool: asyncpg.Pool = ctx["pool"]
+    job_id: str = ctx["job_id"]
+    state, row = await store.claim_job(pool, job_id)
+    if state == "finished":
+        log.info("job already finished", extra=kv(**fields))
+        return "already finished"
+    if state == "waiting":
+        # An earlier event about the same item is not finished: it goes first.
+        raise Retry(defer=retry.order_wait(ctx.get("job_try", 1)))
+    if state == "unknown":
+        log.warning("job has no record; not run", extra=kv(**fields))
+        return "unknown job"
+    assert row is not None
+    job_ctx = {**ctx, "steps": await store.job_steps(pool, job_id)}
+    try:
+        async with asyncio.timeout(ctx.get("try_timeout", TRY_TIMEOUT)):
+            outcome = await fn(job_ctx, **kwargs)
+    except Exception as exc:
+        failures = row["failures"] + 1
+        decision = retry.decide(exc, failures)
+        if decision.retry:
+            await store.requeue_job(pool, job_id, decision.reason, decision.counts)
+            log.warning(
+                "job will retry",
+                extra=kv(**fields, delay=f"{decision.delay:.1f}", reason=decision.reason),
+            )
+            raise Retry(defer=decision.delay) from None
+        await store.finish_job(pool, job_id, "failed", decision.reason)
+        log.error("job failed", extra=kv(**fields, reason=decision.reason))
+        return f"failed: {decision.reason}"
+    await store.finish_job(pool, job_id, "done", outcome=str(outcome))
+    log.info("job done", extra=kv(**fields, outcome=outcome))
+    return outcome
 
 
 async def sweep(ctx: Ctx) -> dict[str, int]:
