@@ -14,6 +14,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 from arq import Retry
+from arq.connections import ArqRedis
+from arq.constants import result_key_prefix, retry_key_prefix
 
 from bot import retry, store
 from bot.config import Settings
@@ -43,6 +45,7 @@ TRY_TIMEOUT = try_timeout(JOB_TIMEOUT)
 # failures against MAX_TRIES, so arq's own limit is only a backstop.
 ARQ_MAX_TRIES = 1000
 SWEEP_AFTER_SECONDS = 30.0
+STALE_MARGIN_SECONDS = 60.0
 
 
 def tracked(fn: JobFunction) -> JobFunction:
@@ -112,15 +115,31 @@ async def _run_recorded(
 
 
 async def sweep(ctx: Ctx) -> dict[str, int]:
-    """Queue jobs that never reached Redis and prune old deliveries (runs every minute)."""
+    """Queue the jobs PostgreSQL says must run but Redis does not hold, and prune old
+    deliveries (runs every minute).
+
+    Those are jobs that never reached Redis (it was down), that Redis lost (it restarted
+    without its data, perhaps with a worker killed mid-job: the row stays 'running'), and
+    jobs arq gave up on while their row says otherwise (arq keeps such a job's result
+    for an hour and refuses its id meanwhile, so the result is dropped first).
+    """
     pool: asyncpg.Pool = ctx["pool"]
+    redis: ArqRedis = ctx["redis"]
+    settings: Settings = ctx["settings"]
+    # No try can still be under way on a row this old: arq stops a job at its timeout.
+    stale = settings.worker_job_timeout + STALE_MARGIN_SECONDS
+    rows = await store.unqueued_jobs(pool, SWEEP_AFTER_SECONDS, stale)
+    async with redis.pipeline(transaction=False) as pipe:
+        for row in rows:
+            pipe.exists(result_key_prefix + row["job_id"])
+        given_up = await pipe.execute() if rows else []
     requeued = 0
-    for row in await store.unqueued_jobs(pool, SWEEP_AFTER_SECONDS):
-        job = await ctx["redis"].enqueue_job(
-            row["function"], _job_id=row["job_id"], **row["kwargs"]
-        )
+    for row, arq_finished in zip(rows, given_up, strict=True):
+        if arq_finished:
+            await redis.delete(result_key_prefix + row["job_id"], retry_key_prefix + row["job_id"])
+        job = await redis.enqueue_job(row["function"], _job_id=row["job_id"], **row["kwargs"])
         requeued += job is not None
-    pruned = await store.prune_deliveries(pool, ctx["settings"].stored_event_limit)
+    pruned = await store.prune_deliveries(pool, settings.stored_event_limit)
     if requeued or pruned:
         log.info("sweep", extra=kv(requeued=requeued, pruned=pruned))
     return {"requeued": requeued, "pruned": pruned}

@@ -241,16 +241,22 @@ async def record_installation(db: asyncpg.Pool, installation_id: int, data: dict
 
 
 async def unqueued_jobs(
-    db: asyncpg.Pool, older_than_seconds: float, limit: int = 1000
+    db: asyncpg.Pool, older_than_seconds: float, stale_seconds: float, limit: int = 1000
 ) -> list[asyncpg.Record]:
-    """Jobs that should be in Redis by now; re-queueing one that is there is a no-op."""
+    """Jobs that should be in Redis by now; re-queueing one that is there is a no-op.
+
+    Queued jobs older than ``older_than_seconds``, and running ones whose try began more
+    than ``stale_seconds`` ago (longer than any try may last: its worker is gone).
+    """
     return await db.fetch(
         """
         SELECT job_id, function, kwargs FROM jobs
-        WHERE status = 'queued' AND created_at < now() - make_interval(secs => $1)
-        ORDER BY id LIMIT $2
+        WHERE (status = 'queued' AND created_at < now() - make_interval(secs => $1))
+           OR (status = 'running' AND updated_at < now() - make_interval(secs => $2))
+        ORDER BY id LIMIT $3
         """,
         older_than_seconds,
+        stale_seconds,
         limit,
     )
 
