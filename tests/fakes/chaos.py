@@ -17,6 +17,7 @@ The last two are the hard ones: the effect happened but the client cannot know i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -55,6 +56,8 @@ class Chaos:
     limit: int | None = None
     injected: Counter[str] = field(default_factory=Counter)
     enabled: bool = True
+    # Setting this ends every slow answer's wait at once (a test that held an answer).
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -81,7 +84,8 @@ class Chaos:
             return answers.rate_limited(self.retry_after)
         response = await handler(request)
         if kind == "slow":
-            await asyncio.sleep(self.slow_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.released.wait(), self.slow_seconds)
         elif kind == "reset":
             return await _cut_short(request, response)
         return response
