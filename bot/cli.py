@@ -28,6 +28,10 @@ from bot.outputs import check_names
 
 T = TypeVar("T")
 
+# On SIGTERM the web process stops listening and lets requests in flight finish for up
+# to this long; Heroku sends SIGKILL 30 s after SIGTERM (aiohttp's default is 60 s).
+WEB_SHUTDOWN_TIMEOUT = 25.0
+
 
 class UsageError(Exception):
     """Bad arguments or missing input: the message says what to change (exit 2)."""
@@ -140,7 +144,13 @@ def run_web(args: argparse.Namespace) -> int:
     ):
         asyncio.run(_migrate(database_url))
         app = create_app(_with_services(settings, database_url, redis_url))
-        aioweb.run_app(app, port=settings.port, print=None, access_log=None)
+        aioweb.run_app(
+            app,
+            port=settings.port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=WEB_SHUTDOWN_TIMEOUT,
+        )
     return 0
 
 

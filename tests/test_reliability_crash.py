@@ -28,7 +28,7 @@ from tests.fakes.chaos import Chaos, calls
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
 from tests.fakes.trello import FakeTrello
-from tests.worker_processes import WorkerProcess, start_worker, wait_for_jobs, worker_env
+from tests.service_processes import ServiceProcess, start_worker, wait_for_jobs, worker_env
 
 JOB_TIMEOUT = 2  # seconds: arq lets another worker run a killed job 12 s after it began
 
@@ -40,7 +40,7 @@ def hold_answer(method: str, path_end: str) -> Chaos:
     )
 
 
-async def answer_held(chaos: Chaos, worker: WorkerProcess) -> None:
+async def answer_held(chaos: Chaos, worker: ServiceProcess) -> None:
     deadline = time.monotonic() + 60
     while not chaos.injected:
         assert worker.process.returncode is None, worker.output()[-3000:]
@@ -48,7 +48,7 @@ async def answer_held(chaos: Chaos, worker: WorkerProcess) -> None:
         await asyncio.sleep(0.02)
 
 
-async def kill_while_held(chaos: Chaos, worker: WorkerProcess) -> None:
+async def kill_while_held(chaos: Chaos, worker: ServiceProcess) -> None:
     await answer_held(chaos, worker)
     assert await worker.stop(signal.SIGKILL) == -signal.SIGKILL
     chaos.released.set()  # the fake finishes; nobody reads the answer
@@ -79,7 +79,7 @@ async def test_killed_mid_job_three_times_ends_with_one_of_everything(
     fake_jira.chaos = hold_answer("POST", "/rest/api/2/issue")
     fake_github.chaos = hold_answer("POST", "/comments")
 
-    async def worker(n: int) -> WorkerProcess:
+    async def worker(n: int) -> ServiceProcess:
         return await start_worker(env, tmp_path / f"worker{n}.log")
 
     first, spare = await worker(1), await worker(2)

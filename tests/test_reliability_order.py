@@ -23,8 +23,8 @@ from tests.fakes import deliveries
 from tests.fakes.deliveries import Sent
 from tests.fakes.github import FakeGitHub
 from tests.fakes.trello import FakeTrello
+from tests.service_processes import ServiceProcess, start_worker, wait_for_jobs, worker_env
 from tests.support import SECRET
-from tests.worker_processes import WorkerProcess, start_worker, wait_for_jobs, worker_env
 
 PULL_REQUESTS = range(1, 17)
 GAP = 0.001  # seconds between one PR's deliveries
@@ -83,7 +83,7 @@ async def workers(
 
 
 async def test_each_items_events_take_effect_in_the_order_sent(
-    workers: list[WorkerProcess],
+    workers: list[ServiceProcess],
     make_client: Any,
     pool: asyncpg.Pool,
     trello: FakeTrello,

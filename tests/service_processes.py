@@ -1,5 +1,5 @@
-"""Real `python -m bot worker` processes for the reliability tests, pointed at the test's
-PostgreSQL, Redis and fake APIs through their environment, as on Heroku."""
+"""Real `python -m bot worker` (and `web`) processes for the reliability tests, pointed at
+the test's PostgreSQL, Redis and fake APIs through their environment, as on Heroku."""
 
 from __future__ import annotations
 
@@ -60,21 +60,22 @@ def worker_env(
 
 
 @dataclass
-class WorkerProcess:
+class ServiceProcess:
     process: asyncio.subprocess.Process
     log: Path
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    async def ready(self) -> None:
-        """Wait until the worker has made its outputs and is about to poll for jobs."""
+    async def ready(self, says: str = "worker ready") -> None:
+        """Wait until the process logs ``says`` (a worker: its outputs are made and it is
+        about to poll for jobs)."""
         deadline = time.monotonic() + START_TIMEOUT
-        while "worker ready" not in self.output():
+        while says not in self.output():
             if self.process.returncode is not None:
-                raise AssertionError(f"worker exited early:\n{self.output()[-3000:]}")
+                raise AssertionError(f"process exited early:\n{self.output()[-3000:]}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"worker never became ready:\n{self.output()[-3000:]}")
+                raise AssertionError(f"process never said {says!r}:\n{self.output()[-3000:]}")
             await asyncio.sleep(0.05)
 
     async def stop(self, sig: signal.Signals = signal.SIGTERM, within: float = 30) -> int:
@@ -85,31 +86,36 @@ class WorkerProcess:
         except TimeoutError:
             self.process.kill()
             await self.process.wait()
-            raise AssertionError(f"worker still running {within} s after {sig.name}") from None
+            raise AssertionError(f"still running {within} s after {sig.name}") from None
 
     def jobs_done(self) -> int:
         """How many jobs this worker finished (its "job done" log lines)."""
         return self.output().count('event="job done"')
 
 
-async def start_worker(env: dict[str, str], log: Path) -> WorkerProcess:
+async def start_worker(env: dict[str, str], log: Path) -> ServiceProcess:
+    return await start_process("worker", env, log)
+
+
+async def start_process(command: str, env: dict[str, str], log: Path) -> ServiceProcess:
+    """`python -m bot COMMAND`, its output going to ``log``."""
     with log.open("ab") as sink:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "bot",
-            "worker",
+            command,
             cwd=ROOT,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=sink,
             stderr=sink,
         )
-    return WorkerProcess(process, log)
+    return ServiceProcess(process, log)
 
 
 async def wait_for_jobs(
-    pool: asyncpg.Pool, total: int, workers: list[WorkerProcess], within: float = 90
+    pool: asyncpg.Pool, total: int, workers: list[ServiceProcess], within: float = 90
 ) -> None:
     """Until ``total`` jobs are finished (done or failed), while the workers run."""
     deadline = time.monotonic() + within
