@@ -82,28 +82,34 @@ async def test_killed_mid_job_three_times_ends_with_one_of_everything(
     async def worker(n: int) -> ServiceProcess:
         return await start_worker(env, tmp_path / f"worker{n}.log")
 
-    first, spare = await worker(1), await worker(2)
+    first = await worker(1)
     opened = deliveries.pull_request("opened", 1)
     client = await make_client()
     assert (await client.post("/webhooks", data=opened.body, headers=opened.headers)).status == 202
     (job_id,) = [r["job_id"] for r in await pool.fetch("SELECT job_id FROM jobs")]
     in_progress = in_progress_key_prefix + job_id
 
+    await answer_held(trello.chaos, first)
+    spare = await worker(2)  # started only now, so that the first one took the job
     await kill_while_held(trello.chaos, first)  # the card exists, unrecorded
     assert await pool.fetchval("SELECT status FROM jobs") == "running"
     assert await redis.exists(in_progress)  # arq keeps the job from others until it expires
     # The spare worker runs the job once the key expires, and is killed in its turn.
+    await answer_held(fake_jira.chaos, spare)
+    third = await worker(3)
     await kill_while_held(fake_jira.chaos, spare)  # the Jira issue exists, unrecorded
     # From here on the expiry is brought forward: waiting for it again proves nothing new.
-    third = await worker(3)
     await redis.pexpire(in_progress, 1)
-    await kill_while_held(fake_github.chaos, third)  # the status comment exists, unrecorded
+    await answer_held(fake_github.chaos, third)
     last = await worker(4)
+    await kill_while_held(fake_github.chaos, third)  # the status comment exists, unrecorded
     await redis.pexpire(in_progress, 1)
     try:
         await wait_for_jobs(pool, 1, [last])
     finally:
         await last.stop()
+    # Each worker in turn ran the job; the last one finished it.
+    assert [w.jobs_done() for w in (first, spare, third, last)] == [0, 0, 0, 1]
 
     row = await pool.fetchrow("SELECT status, tries, failures FROM jobs")
     assert (row["status"], row["tries"], row["failures"]) == ("done", 4, 0)
