@@ -101,12 +101,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-requests", type=int, default=400_000, help="cap per load run (default %(default)s)"
     )
     parser.add_argument(
-        "--web-concurrency",
-        type=int,
-        default=None,
-        help="WEB_CONCURRENCY for the web process (default: as set in the environment)",
-    )
-    parser.add_argument(
         "--bodies", type=int, default=256, help="distinct PRs the deliveries cycle through"
     )
     parser.add_argument(
@@ -219,8 +213,6 @@ class Run:
             "GITHUB_EVENT_OUTPUTS": "",
             "PUPPET_WEBHOOKS_DATA_DIR": str(RESULTS / "data"),
         }
-        if self.args.web_concurrency is not None:
-            env["WEB_CONCURRENCY"] = str(self.args.web_concurrency)
         return env
 
 

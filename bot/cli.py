@@ -26,6 +26,10 @@ from bot.outputs import check_names
 
 T = TypeVar("T")
 
+# On SIGTERM the web process stops listening and lets requests in flight finish for up
+# to this long; Heroku sends SIGKILL 30 s after SIGTERM (aiohttp's default is 60 s).
+WEB_SHUTDOWN_TIMEOUT = 25.0
+
 
 class UsageError(Exception):
     """Bad arguments or missing input: the message says what to change (exit 2)."""
@@ -84,33 +88,22 @@ def run_web(args: argparse.Namespace) -> int:
     settings = load_settings()
     settings.require("webhook_secret")
     check_names(settings.outputs)
-    processes = web_concurrency()
     with embedded.services_for(settings.database_url, settings.redis_url, settings.data_dir) as (
         database_url,
         redis_url,
     ):
         asyncio.run(_migrate(database_url))
-        if processes > 1:
-            # Heroku's convention: WEB_CONCURRENCY processes share $PORT (SO_REUSEPORT).
-            env = {
-                **os.environ,
-                "DATABASE_URL": database_url,
-                "REDIS_URL": redis_url,
-                "WEB_CONCURRENCY": "1",
-                _SHARED_PORT: "1",
-            }
-            command = [sys.executable, "-m", "bot", "web"]
-            _wait_for_children([subprocess.Popen(command, env=env) for _ in range(processes)])
-            return 0
+        # One process per web dyno, whatever WEB_CONCURRENCY Heroku's buildpack sets: one
+        # item's deliveries are stored in arrival order only within a process, and more
+        # processes measured no faster on 2 cores (BENCHMARKS.md).
         app = create_app(_with_services(settings, database_url, redis_url))
-        shared = os.environ.get(_SHARED_PORT) == "1"
         aioweb.run_app(
             app,
             port=settings.port,
             print=None,
             access_log=None,
-            reuse_port=shared,
             loop=_event_loop(),
+            shutdown_timeout=WEB_SHUTDOWN_TIMEOUT,
         )
     return 0
 
@@ -122,18 +115,6 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     except ImportError:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
-
-
-_SHARED_PORT = "PUPPET_WEBHOOKS_SHARED_PORT"
-
-
-def web_concurrency() -> int:
-    raw = os.environ.get("WEB_CONCURRENCY", "").strip()
-    if not raw:
-        return 1
-    if not raw.isdigit() or not 1 <= int(raw) <= 64:
-        raise UsageError(f"WEB_CONCURRENCY must be a whole number from 1 to 64 (got {raw!r})")
-    return int(raw)
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -155,6 +136,8 @@ def run_worker(args: argparse.Namespace) -> int:
             WorkerSettings,  # type: ignore[arg-type]
             redis_settings=redis_settings(redis_url),
             ctx={"settings": settings},
+            max_jobs=settings.worker_max_jobs,
+            job_timeout=settings.worker_job_timeout,
         )
     return 0
 

@@ -41,6 +41,9 @@ class Settings:
     port: int = 8080
     admin_token: str = _secret()
     stored_event_limit: int = 100
+    # Worker (SPEC §8): jobs run at once per worker process, and arq's job timeout.
+    worker_max_jobs: int = 50
+    worker_job_timeout: int = 600
     outputs: tuple[str, ...] = ("trello",)
     outputs_explicit: bool = False  # GITHUB_EVENT_OUTPUTS was set (not the default)
     # GitHub (SPEC §3)
@@ -86,6 +89,8 @@ class Settings:
             port=reader.integer("PORT", 8080, minimum=1),
             admin_token=reader.text("ADMIN_TOKEN"),
             stored_event_limit=reader.integer("STORED_EVENT_LIMIT", 100, minimum=1),
+            worker_max_jobs=reader.integer("WORKER_MAX_JOBS", 50, minimum=1),
+            worker_job_timeout=reader.integer("WORKER_JOB_TIMEOUT", 600, minimum=1),
             outputs=reader.names("GITHUB_EVENT_OUTPUTS", ("trello",)),
             outputs_explicit="GITHUB_EVENT_OUTPUTS" in env,
             github_api_url=reader.url("GITHUB_API_URL", "https://api.github.com"),

@@ -81,11 +81,16 @@ class GroupCommit:
         await asyncio.gather(*self._queueing)
 
     async def _write(self) -> None:
-        # Each writer keeps one connection: no pool round trip (and reset query) per batch.
+        # Each writer keeps one connection while deliveries keep coming (no pool round trip
+        # and reset query per batch), and gives it back when idle, so health checks and
+        # admin queries on a small pool never wait behind idle writers.
         conn: PoolConnectionProxy | None = None
         try:
             while True:
                 if not self._waiting:
+                    if conn is not None:
+                        await self._release(conn)
+                        conn = None
                     if self._closing:
                         return
                     self._ready.clear()

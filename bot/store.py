@@ -29,9 +29,11 @@ WITH new AS (
     INSERT INTO jobs (job_id, delivery_id, function, item_key, kwargs)
     SELECT j.job_id, j.delivery_id, j.function, j.item_key, j.kwargs
     FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::jsonb[])
-         AS j(job_id, delivery_id, function, item_key, kwargs)
+         WITH ORDINALITY AS j(job_id, delivery_id, function, item_key, kwargs, position)
     WHERE j.delivery_id IN (SELECT delivery_id FROM new)
-    ORDER BY j.job_id
+    -- Ids in the order given (the order the deliveries arrived): jobs about one item
+    -- run in id order (claim_job).
+    ORDER BY j.position
 )
 SELECT delivery_id FROM new
 """
@@ -246,16 +248,22 @@ async def record_installation(db: asyncpg.Pool, installation_id: int, data: dict
 
 
 async def unqueued_jobs(
-    db: asyncpg.Pool, older_than_seconds: float, limit: int = 1000
+    db: asyncpg.Pool, older_than_seconds: float, stale_seconds: float, limit: int = 1000
 ) -> list[asyncpg.Record]:
-    """Jobs that should be in Redis by now; re-queueing one that is there is a no-op."""
+    """Jobs that should be in Redis by now; re-queueing one that is there is a no-op.
+
+    Queued jobs older than ``older_than_seconds``, and running ones whose try began more
+    than ``stale_seconds`` ago (longer than any try may last: its worker is gone).
+    """
     return await db.fetch(
         """
         SELECT job_id, function, kwargs FROM jobs
-        WHERE status = 'queued' AND created_at < now() - make_interval(secs => $1)
-        ORDER BY id LIMIT $2
+        WHERE (status = 'queued' AND created_at < now() - make_interval(secs => $1))
+           OR (status = 'running' AND updated_at < now() - make_interval(secs => $2))
+        ORDER BY id LIMIT $3
         """,
         older_than_seconds,
+        stale_seconds,
         limit,
     )
 

@@ -20,6 +20,7 @@ from bot.db import create_pool
 from bot.group_commit import GroupCommit
 from bot.ingest import MAX_BODY_BYTES, DeliveryError, parse_delivery
 from bot.logs import kv
+from bot.ordering import KeyedLocks
 from bot.queue import JobPlan, connect_redis
 from bot.routers import router
 
@@ -29,6 +30,7 @@ SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 GROUP_COMMIT = web.AppKey("group_commit", GroupCommit)
+ITEM_ORDER = web.AppKey("item_order", KeyedLocks)
 HEALTH_TIMEOUT = 2.0
 _DB_DOWN = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
@@ -79,8 +81,13 @@ async def receive_webhook(request: web.Request) -> web.Response:
         log.exception("handlers failed", extra=kv(delivery=delivery.delivery_id))
         plan.jobs.clear()
 
+    items = [job.item_key for job in plan.jobs if job.item_key]
     try:
-        saved = await request.app[GROUP_COMMIT].save(delivery, plan.jobs)
+        # Nothing is awaited between reading the request and asking for the item's turn
+        # (the handlers only plan), so one item's deliveries are stored as they arrived;
+        # deliveries about other items still share a commit.
+        async with request.app[ITEM_ORDER].hold(items):
+            saved = await request.app[GROUP_COMMIT].save(delivery, plan.jobs)
     except _DB_DOWN as exc:
         log.error(
             "delivery not stored",
@@ -219,6 +226,7 @@ def create_app(
     # One byte over the limit so an oversized body is refused by our own check, as JSON.
     app = web.Application(client_max_size=MAX_BODY_BYTES + 1, middlewares=[errors_as_json])
     app[SETTINGS] = settings
+    app[ITEM_ORDER] = KeyedLocks()
     app.cleanup_ctx.append(connections(pool, redis))
     app.router.add_post("/webhooks", receive_webhook)
     app.router.add_post("/event/github", receive_webhook)

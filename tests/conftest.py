@@ -71,7 +71,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 async def clean_state(pool: asyncpg.Pool, redis: ArqRedis) -> None:
     await pool.execute(
-        "TRUNCATE deliveries, jobs, projects, item_links, installations,"
+        "TRUNCATE deliveries, jobs, projects, item_links, pending_creates, installations,"
         " installation_repositories RESTART IDENTITY CASCADE"
     )
     await redis.flushdb()

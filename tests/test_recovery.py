@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -33,7 +34,11 @@ def _owned_by_pgserver(folder: Path) -> bool:
 async def test_database_outage_is_503_then_recovers(tmp_path: Path, make_client: Any) -> None:
     folder = tmp_path / "pg"
     server = pgserver.get_server(folder, cleanup_mode="stop")
-    pool = await create_pool(server.get_uri(), min_size=1, max_size=2)
+    uri = server.get_uri()
+    # Restart on the socket folder pgserver chose: a deep tmp_path is too long for a
+    # Unix socket name (107 bytes), and pgserver then picks a shorter folder.
+    socket_dir = parse_qs(urlsplit(uri).query)["host"][0]
+    pool = await create_pool(uri, min_size=1, max_size=2)
     try:
         await migrate(pool)
         client = await make_client(pool=pool)
@@ -46,7 +51,7 @@ async def test_database_outage_is_503_then_recovers(tmp_path: Path, make_client:
         pg_ctl(folder, "stop", "-m", "fast")
         assert await post() == 503
         assert (await client.get("/healthz")).status == 503
-        pg_ctl(folder, "start", "-o", f"-h '' -k {folder}", "-l", str(folder / "log"))
+        pg_ctl(folder, "start", "-o", f"-h '' -k {socket_dir}", "-l", str(folder / "log"))
         assert await post() == 202
         assert (await client.get("/healthz")).status == 200
         assert await pool.fetchval("SELECT count(*) FROM deliveries") == 2

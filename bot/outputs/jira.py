@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 
 from bot import links, projects
 from bot.config import Settings
-from bot.integrations.jira import JiraClient
+from bot.integrations.errors import RateLimited
+from bot.integrations.jira import SERVICE, JiraClient
 from bot.logs import kv
 from bot.outputs import jira_text
 from bot.outputs.base import Comment, Item, Link, Services
@@ -24,6 +25,15 @@ ISSUE_TYPE = "Task"
 WEBHOOKS_ID_RESULTS = 10
 # A title naming more keys than this is a list, not a reference to one issue.
 TITLE_KEYS_TRIED = 3
+# How long Jira's search may take to show a new issue. After a create whose answer was
+# lost, the issue is looked for (not created again) until this long after that create.
+SEARCH_INDEX_LAG = 60.0
+SEARCH_RECHECK = 5.0  # look again this often meanwhile
+
+
+class SearchNotCaughtUp(RateLimited):
+    """An earlier try may have created the issue but search does not show it yet: wait
+    (this is not a failure, so it does not use up the job's tries)."""
 
 
 class _ItemLocks:
@@ -119,6 +129,16 @@ class JiraOutput:
             key = await self._issue_by_webhooks_id(project, item)
         if key is not None:
             return key, False
+        since = await links.creating_since(self._pool, NAME, item)
+        if since is not None and since < SEARCH_INDEX_LAG:
+            # Search is eventually consistent: not finding the issue an earlier try made
+            # a moment ago proves nothing, and creating again would duplicate it.
+            raise SearchNotCaughtUp(
+                SERVICE,
+                "an earlier try may have created the issue; waiting for search to show it",
+                retry_after=min(SEARCH_RECHECK, SEARCH_INDEX_LAG - since),
+            )
+        await links.mark_creating(self._pool, NAME, item)
         return await self._create_issue(project, item), True
 
     async def _issue_named_in_title(self, project: Project, item: Item) -> str | None:

@@ -135,7 +135,10 @@ class TrelloOutput:
         row = await links.find(self._services.pool, OUTPUT, item)
         if row is not None:
             return CardRef(row["external_id"], row["external_url"] or "")
-        card = await self._scan(text.identifier(item))
+        # After a create whose answer was lost the card may exist, made after the cached
+        # listing (of this process or another) was read: only a fresh listing shows it.
+        fresh = await links.creating_since(self._services.pool, OUTPUT, item) is not None
+        card = await self._scan(text.identifier(item), fresh=fresh)
         if card is None:
             return None
         # A card the old service made (or we made before a crash): make it fully ours.
@@ -145,9 +148,10 @@ class TrelloOutput:
         log.info("trello card found", extra=kv(item=_key(item), card=card.id))
         return CardRef(card.id, card.short_url)
 
-    async def _scan(self, identifier: str) -> Card | None:
+    async def _scan(self, identifier: str, *, fresh: bool = False) -> Card | None:
         for board in await self._boards():
-            matches = [c for c in await self._board_cards(board) if identifier in c.name]
+            cards = await self._board_cards(board, fresh=fresh)
+            matches = [c for c in cards if identifier in c.name]
             if matches:
                 # Prefer a card still in use over an archived one.
                 return min(matches, key=lambda c: c.closed)
@@ -157,6 +161,7 @@ class TrelloOutput:
         author = None
         if item.kind == "pull_request":
             author = await self._services.directory.contributor(item.author, item.installation_id)
+        await links.mark_creating(self._services.pool, OUTPUT, item)
         card = await self._client.create_card(
             self._settings.trello_target_list_id,
             text.card_name(item, author),
@@ -182,10 +187,10 @@ class TrelloOutput:
                 )
         return list(dict.fromkeys((self._target_board, *self._settings.trello_boards)))
 
-    async def _board_cards(self, board: str) -> list[Card]:
+    async def _board_cards(self, board: str, *, fresh: bool = False) -> list[Card]:
         # One scan per board at a time: concurrent jobs wait for it and share the result.
         async with self._board_locks.setdefault(board, asyncio.Lock()):
-            cards = self._board_cards_cache.get(board)
+            cards = None if fresh else self._board_cards_cache.get(board)
             if cards is None:
                 cards = await self._client.board_cards(board)
                 self._board_cards_cache[board] = cards

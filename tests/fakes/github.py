@@ -21,6 +21,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.fakes.chaos import Answers, Chaos
+
 DOCS = "https://docs.github.com/rest"
 APP_ID = "412337"
 
@@ -33,6 +35,20 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> w
     return web.json_response(
         {"message": message, "documentation_url": DOCS}, status=status, headers=headers
     )
+
+
+SECONDARY_RATE_LIMIT = (
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+)
+# What GitHub answers when it fails or throttles (for tests/fakes/chaos.py).
+ANSWERS = Answers(
+    server_error=lambda: error(502, "Server Error"),
+    rate_limited=lambda wait: error(
+        403,
+        SECONDARY_RATE_LIMIT,
+        {"retry-after": str(wait), "x-ratelimit-limit": "5000", "x-ratelimit-remaining": "4000"},
+    ),
+)
 
 
 @dataclass
@@ -52,6 +68,7 @@ class FakeGitHub:
     jwt_claims: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
     faults: list[Callable[[web.Request], web.Response | None]] = field(default_factory=list)
+    chaos: Chaos | None = None  # random faults for a share of the requests
     base_url: str = ""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1_900_000_001))
 
@@ -176,6 +193,15 @@ class FakeGitHub:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         self.requests.append((request.method, request.path))
+        if self.chaos is not None:
+            return await self.chaos.handle(
+                request, ANSWERS, lambda request: self._answer(request, handler)
+            )
+        return await self._answer(request, handler)
+
+    async def _answer(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         for fault in self.faults:
             answer = fault(request)
             if answer is not None:

@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from bot.config import Settings
+from tests.fakes.chaos import Answers, Chaos
 
 Mode = Literal["cloud", "datacenter"]
 EMAIL = "bot@example.com"
@@ -42,6 +43,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def errors(status: int, messages: list[str] | None = None, **fields: str) -> web.Response:
     """Jira's error body: ``{"errorMessages": [...], "errors": {field: message}}``."""
     return web.json_response({"errorMessages": messages or [], "errors": fields}, status=status)
+
+
+def _rate_limited(wait: int) -> web.Response:
+    response = errors(429, ["Rate limit exceeded."])
+    response.headers.update({"Retry-After": str(wait), "RateLimit-Reason": "jira-burst-based"})
+    return response
+
+
+# What Jira answers when it fails or throttles (for tests/fakes/chaos.py).
+ANSWERS = Answers(
+    server_error=lambda: errors(500, ["Internal server error"]),
+    rate_limited=_rate_limited,
+)
 
 
 class JiraAnswer(Exception):
@@ -74,6 +88,7 @@ class FakeJira:
         # Jira caps maxResults on its side; clients must follow the pagination it answers.
         self.max_results = 100
         self._rate_limits: list[tuple[int, str]] = []
+        self.chaos: Chaos | None = None  # random faults for a share of the requests
         self._ids = itertools.count(10000)
         self._numbers: dict[str, itertools.count[int]] = defaultdict(lambda: itertools.count(1))
 
@@ -147,6 +162,11 @@ class FakeJira:
                 response = errors(429, ["Rate limit exceeded."])
                 response.headers["Retry-After"] = str(wait)
                 return response
+        if self.chaos is not None:
+            return await self.chaos.handle(request, ANSWERS, lambda r: self._answer(r, handler))
+        return await self._answer(request, handler)
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
         except JiraAnswer as answer:

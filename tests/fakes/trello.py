@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from bot.config import Settings
+from tests.fakes.chaos import Answers, Chaos
 from tests.fakes.trello_data import TrelloData, now, trello_time
 
 KEY = "0123456789abcdef0123456789abcdef"
@@ -25,6 +26,14 @@ TOKEN = "ATTA" + "5e6f7a8b9c0d1e2f" * 4
 NOT_FOUND = "The requested resource was not found."
 RATE_LIMITED = {"error": "API_TOKEN_LIMIT_EXCEEDED", "message": "Rate limit exceeded"}
 MAX_TEXT = 16384
+
+# What Trello answers when it fails or throttles (for tests/fakes/chaos.py).
+ANSWERS = Answers(
+    server_error=lambda: web.Response(status=500, text="Internal Server Error"),
+    rate_limited=lambda wait: web.json_response(
+        RATE_LIMITED, status=429, headers={"Retry-After": str(wait)}
+    ),
+)
 
 _ID = re.compile(r"^[0-9a-f]{24}$")
 _SHORT_LINK = re.compile(r"^[0-9A-Za-z]{8}$")
@@ -71,6 +80,7 @@ class FakeTrello(TrelloData):
         self.rate_limited = 0  # 429 answers given because of token_limit
         self._arrivals: deque[float] = deque()
         self._failures: list[_Failure] = []
+        self.chaos: Chaos | None = None  # random faults for a share of the requests
 
     # What tests look at
 
@@ -128,6 +138,8 @@ class FakeTrello(TrelloData):
             if failure.method in (None, request.method) and failure.path_part in request.path:
                 del self._failures[index]
                 return failure.response()
+        if self.chaos is not None:
+            return await self.chaos.handle(request, ANSWERS, handler)
         return await handler(request)
 
     async def _get_list(self, request: web.Request) -> web.Response:
@@ -375,4 +387,12 @@ async def trello_fixture(aiohttp_server: Any) -> FakeTrello:
     return fake
 
 
-__all__ = ["KEY", "NOT_FOUND", "TOKEN", "FakeTrello", "trello_fixture", "trello_settings"]
+__all__ = [
+    "ANSWERS",
+    "KEY",
+    "NOT_FOUND",
+    "TOKEN",
+    "FakeTrello",
+    "trello_fixture",
+    "trello_settings",
+]
