@@ -77,6 +77,9 @@ def services_for(
 
 
 def _start_postgres(folder: Path) -> tuple[Any, str]:
+    # platformdirs (imported by pgserver) warns about XDG_RUNTIME_DIR on servers without
+    # a login session; the folder it falls back to is fine.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     try:
         from pgserver import get_server  # type: ignore[attr-defined]
     except ImportError:
@@ -84,8 +87,6 @@ def _start_postgres(folder: Path) -> tuple[Any, str]:
             "DATABASE_URL is not set and the embedded PostgreSQL is not installed "
             "(pip install '.[embedded]')"
         ) from None
-    # platformdirs warns about XDG_RUNTIME_DIR on servers without a login session.
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     started = time.monotonic()
     server = get_server(folder, cleanup_mode="stop")
     uri = server.get_uri()
