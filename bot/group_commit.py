@@ -91,8 +91,11 @@ class GroupCommit:
                     if conn is not None:
                         await self._release(conn)
                         conn = None
+                        continue  # deliveries may have come while releasing: look again
                     if self._closing:
                         return
+                    # No await between seeing the list empty and clearing the event, so a
+                    # delivery added meanwhile cannot be missed.
                     self._ready.clear()
                     await self._ready.wait()
                     continue

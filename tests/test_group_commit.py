@@ -144,3 +144,30 @@ async def test_save_deliveries_stores_a_repeated_id_once(pool: asyncpg.Pool) -> 
     first, jobs = parsed()
     assert await store.save_deliveries(pool, [(first, jobs), (first, jobs)]) == {first.delivery_id}
     assert await pool.fetchval("SELECT count(*) FROM jobs") == 1
+
+
+async def test_a_delivery_arriving_while_a_writer_goes_idle_is_not_missed(
+    pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    """Regression: a writer gave its connection back (an await) between seeing no work and
+    clearing its wake-up event, so a delivery saved in that moment waited forever."""
+    group = GroupCommit(pool, redis, writers=1)
+    release = group._release
+    arrivals: list[asyncio.Task[Saved]] = []
+    arrived = asyncio.Event()
+
+    async def release_while_one_arrives(conn: Any) -> None:
+        if not arrivals:
+            arrivals.append(asyncio.create_task(group.save(*parsed("issues/opened"))))
+            arrived.set()
+            await asyncio.sleep(0.05)  # the new delivery is queued and the writer woken
+        await release(conn)
+
+    group._release = release_while_one_arrives  # type: ignore[method-assign]
+    try:
+        await group.save(*parsed("pull_request/opened"))
+        await asyncio.wait_for(arrived.wait(), timeout=10)
+        assert (await asyncio.wait_for(arrivals[0], timeout=10)).new
+    finally:
+        await group.close()
+    assert await pool.fetchval("SELECT count(*) FROM deliveries") == 2
