@@ -24,13 +24,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -90,7 +91,11 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def fakes() -> AsyncIterator[tuple[FakeTrello, FakeGitHub]]:
+async def fakes(
+    trello_middlewares: Sequence[Middleware] = (),
+) -> AsyncIterator[tuple[FakeTrello, FakeGitHub]]:
+    """A fake Trello (board, target list, an archive board) and a fake GitHub, served on
+    loopback ports; ``trello_middlewares`` run before the fake Trello's own (delays, …)."""
     trello = FakeTrello()
     trello.board = trello.add_board("Community Pull Requests")
     trello.target_list = trello.add_list(trello.board, "Waiting for review")
@@ -98,7 +103,10 @@ async def fakes() -> AsyncIterator[tuple[FakeTrello, FakeGitHub]]:
     trello.old_list = trello.add_list(trello.old_board, "Done")
     github = FakeGitHub(private_pem=TEST_PRIVATE_PEM, public_key=_KEY.public_key())
     github.add_user(deliveries.PR_AUTHOR, name="Adrien Thebo")
-    async with serve(trello.app()) as trello_url, serve(github.app()) as github_url:
+    trello_app = trello.app()
+    for n, middleware in enumerate(trello_middlewares):
+        trello_app.middlewares.insert(n, middleware)
+    async with serve(trello_app) as trello_url, serve(github.app()) as github_url:
         trello.url, github.base_url = trello_url, github_url
         yield trello, github
 

@@ -6,6 +6,10 @@ the pacing (some 10,000 Trello calls take over 8 minutes with two workers).
 """
 
 import sys
+from pathlib import Path
+
+# The repository first: its worker.py (arq's settings), not bench/worker.py, is `worker`.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.__main__ import main
 from bot.integrations import trello
