@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -23,6 +24,23 @@ FIXTURES = ROOT / "fixtures"
 SECRET = "test-webhook-secret-0f1e2d3c"
 OLD_SECRET = "rotated-out-secret-9a8b7c6d"
 ADMIN_TOKEN = "test-admin-token-5e6f7a8b"
+
+
+def with_all_outputs(jira_settings: Settings, trello: Any, fake_github: Any) -> Settings:
+    """Trello and Jira outputs and the GitHub App, every one pointed at its fake."""
+    from tests.fakes.github import APP_ID, TEST_PRIVATE_PEM
+    from tests.fakes.trello import trello_settings
+
+    return trello_settings(
+        trello,
+        dataclasses.replace(
+            jira_settings,
+            github_app_id=APP_ID,
+            github_private_key=TEST_PRIVATE_PEM,
+            github_api_url=fake_github.base_url,
+            outputs=("trello", "jira"),
+        ),
+    )
 
 
 def fixture_paths() -> list[Path]:

@@ -12,10 +12,10 @@ import pytest
 from bot import projects
 from bot.config import Settings
 from bot.status import MARKER
-from tests.fakes.github import APP_ID, TEST_PRIVATE_PEM, FakeGitHub
+from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
-from tests.fakes.trello import FakeTrello, trello_settings
-from tests.support import delivery, run_worker
+from tests.fakes.trello import FakeTrello
+from tests.support import delivery, run_worker, with_all_outputs
 
 PR_TITLE = "(PUP-11993) Fix resource ordering for exec with refreshonly"
 PR_CARD = f"(PR puppet/8412) {PR_TITLE} [Adrien Thebo]"
@@ -33,16 +33,7 @@ async def full_settings(
     await projects.save(
         pool, projects.make_project("puppetlabs/puppet", "PUP", ["community"], ["Agent"])
     )
-    return trello_settings(
-        trello,
-        dataclasses.replace(
-            jira_settings,
-            github_app_id=APP_ID,
-            github_private_key=TEST_PRIVATE_PEM,
-            github_api_url=fake_github.base_url,
-            outputs=("trello", "jira"),
-        ),
-    )
+    return with_all_outputs(jira_settings, trello, fake_github)
 
 
 async def deliver(client: Any, *names: str, **changes: Any) -> None:

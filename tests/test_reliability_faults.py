@@ -30,10 +30,10 @@ from bot.status import MARKER
 from tests.fakes import deliveries
 from tests.fakes.chaos import KINDS, Chaos
 from tests.fakes.deliveries import Sent
-from tests.fakes.github import APP_ID, TEST_PRIVATE_PEM, FakeGitHub
+from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
-from tests.fakes.trello import FakeTrello, trello_settings
-from tests.support import run_worker
+from tests.fakes.trello import FakeTrello
+from tests.support import run_worker, with_all_outputs
 
 PULL_REQUESTS = range(1, 21)
 ISSUES = range(21, 31)
@@ -103,16 +103,7 @@ async def chaos_settings(
 ) -> Settings:
     fake_github.add_user(deliveries.PR_AUTHOR, name="Adrien Thebo", email="adrien@example.com")
     await projects.save(pool, projects.make_project(deliveries.REPOSITORY, "PUP", [], []))
-    return trello_settings(
-        trello,
-        dataclasses.replace(
-            jira_settings,
-            github_app_id=APP_ID,
-            github_private_key=TEST_PRIVATE_PEM,
-            github_api_url=fake_github.base_url,
-            outputs=("trello", "jira"),
-        ),
-    )
+    return with_all_outputs(jira_settings, trello, fake_github)
 
 
 @contextlib.asynccontextmanager
