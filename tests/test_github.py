@@ -278,3 +278,21 @@ def test_status_text_names_failed_outputs_without_details() -> None:
         "- Trello: [Trello card](https://trello.com/c/AbCd1234)\n\n"
         "Last sync: merged at 2026-11-30 09:05 UTC: failed for Jira."
     )
+
+
+async def test_concurrent_lookups_of_one_contributor_share_a_request(
+    app_settings: Settings, fake_github: FakeGitHub, session: aiohttp.ClientSession
+) -> None:
+    import asyncio
+
+    fake_github.add_user("adrienthebo", name="Adrien Thebo")
+    github = GitHubClient(session, app_settings)
+    found = await asyncio.gather(
+        *(github.contributor("adrienthebo", INSTALLATION) for _ in range(10))
+    )
+    assert {c.name for c in found} == {"Adrien Thebo"}
+    assert fake_github.calls("GET", "/users/") == 1
+    with pytest.raises(NotRetryable):  # a failed lookup is not cached: the next one asks
+        await github.contributor("nobody-here", INSTALLATION)
+    fake_github.add_user("nobody-here")
+    assert (await github.contributor("nobody-here", INSTALLATION)).name == "nobody-here"

@@ -58,6 +58,7 @@ class GitHubClient:
         )
         self._token_locks: dict[int, asyncio.Lock] = {}
         self._jwt: tuple[str, float] | None = None
+        self._lookups: dict[str, asyncio.Future[Contributor]] = {}
         self._contributors: TTLCache[str, Contributor] = TTLCache(
             maxsize=10_000, ttl=CONTRIBUTOR_TTL, timer=clock
         )
@@ -167,9 +168,19 @@ class GitHubClient:
             url, query = (match.group(1), None) if match else (None, None)
 
     async def contributor(self, login: str, installation_id: int | None) -> Contributor:
+        """Cached; jobs asking for the same person at once share one request."""
         cached = self._contributors.get(login)
         if cached is not None:
             return cached
+        lookup = self._lookups.get(login)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._fetch_contributor(login, installation_id))
+            self._lookups[login] = lookup
+            lookup.add_done_callback(lambda _: self._lookups.pop(login, None))
+        # Shielded: one job being cancelled must not cancel the lookup the others await.
+        return await asyncio.shield(lookup)
+
+    async def _fetch_contributor(self, login: str, installation_id: int | None) -> Contributor:
         response = await self._request(
             "GET", f"/users/{quote(login)}", installation_id=installation_id
         )
