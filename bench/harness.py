@@ -35,21 +35,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _migrate(database_url: str) -> None:
-    pool = await db.create_pool(database_url, min_size=1, max_size=1)
-    try:
-        await db.migrate(pool)
-    finally:
-        await pool.close()
-
-
 @contextlib.contextmanager
 def services(data_dir: Path) -> Iterator[tuple[str, str]]:
     """DATABASE_URL / REDIS_URL when set, else embedded servers in ``data_dir``; migrated."""
     database_url = os.environ.get("DATABASE_URL") or None
     redis_url = os.environ.get("REDIS_URL") or None
     with embedded.services_for(database_url, redis_url, data_dir) as (db_url, r_url):
-        asyncio.run(_migrate(db_url))
+        asyncio.run(db.migrate_url(db_url))
         yield db_url, r_url
 
 

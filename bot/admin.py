@@ -10,12 +10,11 @@ from typing import Any
 
 import asyncpg
 from arq.connections import ArqRedis
-from arq.constants import result_key_prefix, retry_key_prefix
 from gidgethub import sansio
 
 from bot import store
 from bot.integrations.github import GitHubClient
-from bot.queue import JobPlan, JobRequest, item_key, push_jobs
+from bot.queue import JobPlan, JobRequest, forget_results, item_key, push_jobs
 from bot.routers import router
 
 
@@ -55,8 +54,7 @@ async def retry_job(pool: asyncpg.Pool, redis: ArqRedis, job: str) -> str:
         " finished_at = NULL WHERE id = $1",
         row["id"],
     )
-    # arq keeps a finished job's result (and try count) for a while and refuses the id.
-    await redis.delete(result_key_prefix + row["job_id"], retry_key_prefix + row["job_id"])
+    await forget_results(redis, [row["job_id"]])
     request = JobRequest(row["function"], row["job_id"], row["item_key"], row["kwargs"])
     if not await push_jobs(redis, [request]):
         raise ConnectionError("Redis is unreachable; the job is queued in PostgreSQL")

@@ -64,18 +64,10 @@ def _with_services(settings: Settings, database_url: str, redis_url: str) -> Set
     return dataclasses.replace(settings, database_url=database_url, redis_url=redis_url)
 
 
-async def _migrate(database_url: str) -> list[str]:
-    pool = await db.create_pool(database_url, min_size=1, max_size=1)
-    try:
-        return await db.migrate(pool)
-    finally:
-        await pool.close()
-
-
 def migrate(args: argparse.Namespace) -> int:
     settings = load_settings()
     with embedded.services_for(settings.database_url, "unused", settings.data_dir) as (url, _):
-        applied = asyncio.run(_migrate(url))
+        applied = asyncio.run(db.migrate_url(url))
     print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
     return 0
 
@@ -92,7 +84,7 @@ def run_web(args: argparse.Namespace) -> int:
         database_url,
         redis_url,
     ):
-        asyncio.run(_migrate(database_url))
+        asyncio.run(db.migrate_url(database_url))
         # One process per web dyno, whatever WEB_CONCURRENCY Heroku's buildpack sets: one
         # item's deliveries are stored in arrival order only within a process, and more
         # processes measured no faster on 2 cores (BENCHMARKS.md).
@@ -129,7 +121,7 @@ def run_worker(args: argparse.Namespace) -> int:
         database_url,
         redis_url,
     ):
-        asyncio.run(_migrate(database_url))
+        asyncio.run(db.migrate_url(database_url))
         settings = _with_services(settings, database_url, redis_url)
         asyncio.set_event_loop(asyncio.new_event_loop())
         arq_run_worker(
@@ -149,7 +141,7 @@ def run_all(args: argparse.Namespace) -> int:
         database_url,
         redis_url,
     ):
-        asyncio.run(_migrate(database_url))
+        asyncio.run(db.migrate_url(database_url))
         env = {
             **os.environ,
             "DATABASE_URL": database_url,

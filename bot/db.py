@@ -60,5 +60,14 @@ async def migrate(pool: asyncpg.Pool) -> list[str]:
     return applied
 
 
+async def migrate_url(url: str) -> list[str]:
+    """Migrate the database at ``url`` with a connection of its own (for commands)."""
+    pool = await create_pool(url, min_size=1, max_size=1)
+    try:
+        return await migrate(pool)
+    finally:
+        await pool.close()
+
+
 def record(row: asyncpg.Record | None) -> dict[str, Any] | None:
     return dict(row) if row is not None else None

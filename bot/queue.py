@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
-from arq.constants import job_key_prefix, result_key_prefix
+from arq.constants import job_key_prefix, result_key_prefix, retry_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from gidgethub import sansio
@@ -109,6 +109,8 @@ async def enqueue_jobs(redis: ArqRedis, jobs: Sequence[JobRequest]) -> int:
 
     Returns how many were queued; a job already queued, or whose result is kept, is not.
     """
+    if not jobs:
+        return 0
     enqueue_time_ms = timestamp_ms()
     keys: list[str] = [redis.default_queue_name]
     args: list[Any] = [redis.expires_extra_ms]
@@ -120,6 +122,16 @@ async def enqueue_jobs(redis: ArqRedis, jobs: Sequence[JobRequest]) -> int:
         args += [job.job_id, enqueue_time_ms, data]
     script = redis.register_script(_ENQUEUE_SCRIPT)
     return int(await script(keys=keys, args=args))
+
+
+async def forget_results(redis: ArqRedis, job_ids: Sequence[str]) -> None:
+    """Drop arq's kept result (and try count) of finished jobs, so their ids can be queued
+    again: arq refuses an id whose result it still keeps (an hour by default)."""
+    keys = [
+        prefix + job_id for job_id in job_ids for prefix in (result_key_prefix, retry_key_prefix)
+    ]
+    if keys:
+        await redis.delete(*keys)
 
 
 def redis_settings(url: str) -> RedisSettings:

@@ -15,7 +15,7 @@ import aiohttp
 import asyncpg
 from arq import Retry
 from arq.connections import ArqRedis
-from arq.constants import result_key_prefix, retry_key_prefix
+from arq.constants import result_key_prefix
 
 from bot import retry, store
 from bot.config import Settings
@@ -24,6 +24,7 @@ from bot.integrations.github import GitHubClient
 from bot.logs import kv
 from bot.outputs import build_outputs
 from bot.outputs.base import Link, Services
+from bot.queue import JobRequest, enqueue_jobs, forget_results
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +134,14 @@ async def sweep(ctx: Ctx) -> dict[str, int]:
         for row in rows:
             pipe.exists(result_key_prefix + row["job_id"])
         given_up = await pipe.execute() if rows else []
-    requeued = 0
-    for row, arq_finished in zip(rows, given_up, strict=True):
-        if arq_finished:
-            await redis.delete(result_key_prefix + row["job_id"], retry_key_prefix + row["job_id"])
-        job = await redis.enqueue_job(row["function"], _job_id=row["job_id"], **row["kwargs"])
-        requeued += job is not None
+    await forget_results(
+        redis, [row["job_id"] for row, finished in zip(rows, given_up, strict=True) if finished]
+    )
+    # One round trip; a job still queued in Redis is left alone (not counted).
+    requeued = await enqueue_jobs(
+        redis,
+        [JobRequest(r["function"], r["job_id"], r["item_key"], r["kwargs"]) for r in rows],
+    )
     pruned = await store.prune_deliveries(pool, settings.stored_event_limit)
     if requeued or pruned:
         log.info("sweep", extra=kv(requeued=requeued, pruned=pruned))

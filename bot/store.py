@@ -257,7 +257,7 @@ async def unqueued_jobs(
     """
     return await db.fetch(
         """
-        SELECT job_id, function, kwargs FROM jobs
+        SELECT job_id, function, item_key, kwargs FROM jobs
         WHERE (status = 'queued' AND created_at < now() - make_interval(secs => $1))
            OR (status = 'running' AND updated_at < now() - make_interval(secs => $2))
         ORDER BY id LIMIT $3
