@@ -31,10 +31,8 @@ class DatabaseUnavailable(Exception):
 
 
 @contextlib.asynccontextmanager
-async def connected(
-    settings: Settings, *, with_redis: bool = True
-) -> AsyncIterator[tuple[asyncpg.Pool, ArqRedis]]:
-    """A migrated pool (and a Redis client) for one command."""
+async def connected(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, ArqRedis]]:
+    """A migrated pool and a Redis client (connecting on first use) for one command."""
     assert settings.database_url
     try:
         pool = await db.create_pool(settings.database_url, min_size=1, max_size=4)
@@ -50,8 +48,9 @@ async def connected(
         await pool.close()
 
 
-def run(work: Any, settings: Settings, *, with_redis: bool = True) -> int:
-    """Run an async command against the database (and Redis), embedded when unset.
+def run(work: Any, settings: Settings, *, with_redis: bool = False) -> int:
+    """Run an async command against the database (and Redis, for commands that queue
+    jobs), embedded when unset.
 
     Unknown names are usage errors (exit 2); unreachable services and API failures are
     failures of the work (exit 1), told in one line without a traceback or a secret.
@@ -86,21 +85,21 @@ def projects_create(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
     async def work(settings: Settings) -> int:
-        async with connected(settings, with_redis=False) as (pool, _):
+        async with connected(settings) as (pool, _):
             new = await projects.save(pool, project)
         print(f"{'created' if new else 'updated'} {project.repository} -> {project.key}")
         return 0
 
-    return run(work, load_settings(), with_redis=False)
+    return run(work, load_settings())
 
 
 def projects_list(args: argparse.Namespace) -> int:
     async def work(settings: Settings) -> int:
-        async with connected(settings, with_redis=False) as (pool, _):
+        async with connected(settings) as (pool, _):
             print(projects.table(await projects.list_all(pool)))
         return 0
 
-    return run(work, load_settings(), with_redis=False)
+    return run(work, load_settings())
 
 
 def projects_delete(args: argparse.Namespace) -> int:
@@ -110,13 +109,13 @@ def projects_delete(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
     async def work(settings: Settings) -> int:
-        async with connected(settings, with_redis=False) as (pool, _):
+        async with connected(settings) as (pool, _):
             if not await projects.delete(pool, repository):
                 raise UsageError(f"no project is configured for {repository} (see: projects list)")
         print(f"deleted {repository}")
         return 0
 
-    return run(work, load_settings(), with_redis=False)
+    return run(work, load_settings())
 
 
 def events_list(args: argparse.Namespace) -> int:
@@ -152,7 +151,7 @@ def events_replay(args: argparse.Namespace) -> int:
             print(f"  {job_id}")
         return 0
 
-    return run(work, load_settings())
+    return run(work, load_settings(), with_redis=True)
 
 
 def jobs_failed(args: argparse.Namespace) -> int:
@@ -190,7 +189,7 @@ def jobs_retry(args: argparse.Namespace) -> int:
         print(f"queued {job_id} again")
         return 0
 
-    return run(work, load_settings())
+    return run(work, load_settings(), with_redis=True)
 
 
 def import_pull_requests(args: argparse.Namespace) -> int:
@@ -216,7 +215,7 @@ def import_pull_requests(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return run(work, load_settings())
+    return run(work, load_settings(), with_redis=True)
 
 
 def _progress_bar(done: int, total: int, width: int = 30) -> None:

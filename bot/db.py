@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from importlib import resources
-from typing import Any
 
 import asyncpg
 
@@ -67,7 +66,3 @@ async def migrate_url(url: str) -> list[str]:
         return await migrate(pool)
     finally:
         await pool.close()
-
-
-def record(row: asyncpg.Record | None) -> dict[str, Any] | None:
-    return dict(row) if row is not None else None

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +64,6 @@ def delivery(
             target[last] = value
         body = json.dumps(data).encode()
     return signed_request(headers, body, secret, new_id=new_id), body
-
-
-def new_delivery_id() -> str:
-    return str(uuid.uuid4())
 
 
 async def run_worker(settings: Settings, pool: Any, redis: Any = None, **overrides: Any) -> Worker:

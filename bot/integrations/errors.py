@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
 SECONDARY_RATE_LIMIT_WAIT = 60.0
-NOT_RETRYABLE = frozenset({400, 401, 403, 404, 405, 409, 410, 422})
 
 
 class ServiceError(Exception):
