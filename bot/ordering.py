@@ -5,6 +5,9 @@ deliveries about one item that arrive a millisecond apart can otherwise reach
 PostgreSQL in either order: each request waits for a pool connection (a new one takes
 milliseconds to open) and the two INSERTs then run side by side. So the web process
 stores one item's deliveries one at a time, first come first served.
+
+The outputs use the same locks so two calls about one item in a process never both
+decide to create its card or issue.
 """
 
 from __future__ import annotations

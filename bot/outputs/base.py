@@ -41,6 +41,11 @@ class Item:
     installation_id: int | None = None
 
     @property
+    def key(self) -> str:
+        """One key per item (PRs and issues share numbers), for per-item locks."""
+        return f"{self.repository.lower()}#{self.number}"
+
+    @property
     def repo_name(self) -> str:
         """The repository name without the owner, as the old service's identifiers use."""
         return self.repository.split("/", 1)[-1]

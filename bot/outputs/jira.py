@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
 
 from bot import links, projects
 from bot.config import Settings
 from bot.integrations.errors import RateLimited
 from bot.integrations.jira import SERVICE, JiraClient
 from bot.logs import kv
+from bot.ordering import KeyedLocks
 from bot.outputs import jira_text
 from bot.outputs.base import Comment, Item, Link, Services
 from bot.projects import Project
@@ -36,27 +34,6 @@ class SearchNotCaughtUp(RateLimited):
     (this is not a failure, so it does not use up the job's tries)."""
 
 
-class _ItemLocks:
-    """One asyncio.Lock per item, kept only while someone holds or awaits it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[tuple[str, str, int], asyncio.Lock] = {}
-        self._users: dict[tuple[str, str, int], int] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, item: Item) -> AsyncIterator[None]:
-        key = (item.repository.lower(), item.kind, item.number)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        self._users[key] = self._users.get(key, 0) + 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._users[key] -= 1
-            if not self._users[key]:
-                del self._users[key], self._locks[key]
-
-
 def missing_settings(settings: Settings) -> list[str]:
     """The variables the Jira output needs that are not set."""
     missing = [] if settings.jira_site else ["JIRA_SITE"]
@@ -78,13 +55,13 @@ class JiraOutput:
         self._services = services
         self._pool = services.pool
         self.client = client or JiraClient(services.http, services.settings)
-        self._locks = _ItemLocks()
+        self._locks = KeyedLocks()
 
     async def sync(self, item: Item) -> Link | None:
         project = await self._project(item)
         if project is None:
             return None
-        async with self._locks.hold(item):
+        async with self._locks.hold([item.key]):
             row = await links.find(self._pool, NAME, item)
             if row is not None and row["external_url"] is not None:
                 return self._link(row["external_id"])
@@ -206,7 +183,7 @@ class JiraOutput:
             log.info("no Jira issue linked to pull request", extra=kv(**_where(item)))
             return None
         key = str(row["external_id"])
-        async with self._locks.hold(item):
+        async with self._locks.hold([item.key]):
             # A job that runs again must not say the same thing twice, and events about
             # one item are applied in order, so the newest comment is the one to compare.
             latest = await self.client.latest_comments(key, 1)

@@ -7,7 +7,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from weakref import WeakValueDictionary
 
 from cachetools import TTLCache
 
@@ -16,6 +15,7 @@ from bot.config import ConfigError, Settings
 from bot.integrations.errors import NotRetryable
 from bot.integrations.trello import Card, TrelloClient
 from bot.logs import kv
+from bot.ordering import KeyedLocks
 from bot.outputs import trello_text as text
 from bot.outputs.base import Comment, Item, Link, Services
 
@@ -78,14 +78,12 @@ class TrelloOutput:
         self._board_locks: dict[str, asyncio.Lock] = {}
         # The job layer orders one item's jobs across processes; this stops two calls
         # for one item in this process from both deciding to create its card.
-        self._item_locks: WeakValueDictionary[tuple[str, str, int], asyncio.Lock] = (
-            WeakValueDictionary()
-        )
+        self._item_locks = KeyedLocks()
         self._target_board: str | None = None
         self._target_board_lock = asyncio.Lock()
 
     async def sync(self, item: Item) -> Link:
-        async with self._lock(item):
+        async with self._item_locks.hold([item.key]):
             card = await self._find_or_create(item)
         return _link(card)
 
@@ -97,7 +95,7 @@ class TrelloOutput:
             if archive:
                 await self._client.update_card(card.id, closed=True)
 
-        async with self._lock(item):
+        async with self._item_locks.hold([item.key]):
             card = await self._on_card(item, close_card, create=True)
         return _link(card) if card else None
 
@@ -110,7 +108,7 @@ class TrelloOutput:
             )
             await self._comment_once(card, text.reopened_text(item))
 
-        async with self._lock(item):
+        async with self._item_locks.hold([item.key]):
             card = await self._on_card(item, reopen_card, create=True)
         return _link(card) if card else None
 
@@ -118,7 +116,7 @@ class TrelloOutput:
         async def add_comment(card: CardRef) -> None:
             await self._comment_once(card, text.comment_text(comment))
 
-        async with self._lock(item):
+        async with self._item_locks.hold([item.key]):
             card = await self._on_card(item, add_comment, create=False)
         if card is None:
             log.info("no trello card to comment on", extra=kv(item=_key(item), comment=comment.id))
@@ -239,13 +237,6 @@ class TrelloOutput:
         if not self._settings.trello_set_target_response_time or item.state != "open":
             return None
         return text.response_due(self._now(), self._settings.tz)
-
-    def _lock(self, item: Item) -> asyncio.Lock:
-        key = (item.repository, item.kind, item.number)
-        lock = self._item_locks.get(key)
-        if lock is None:
-            lock = self._item_locks[key] = asyncio.Lock()
-        return lock
 
 
 def _link(card: CardRef) -> Link:
