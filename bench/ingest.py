@@ -45,7 +45,6 @@ from harness import (
     Load,
     MachineCpu,
     MemoryWatch,
-    free_port,
     run_wrk,
     service_pids,
     services,
@@ -54,6 +53,7 @@ from harness import (
 )
 
 from bot.cli import read_fixture
+from bot.embedded import free_port
 from bot.ingest import signature_for
 from bot.queue import connect_redis
 

@@ -18,7 +18,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # the fakes live in tests/
 
 from bot import db, embedded  # noqa: E402
+from bot.embedded import free_port  # noqa: E402
 from bot.status import MARKER  # noqa: E402
 from tests.fakes import deliveries  # noqa: E402
 from tests.fakes.deliveries import Sent  # noqa: E402
@@ -54,12 +54,6 @@ START_TIMEOUT = 60.0
 class Timings:
     ingest: float = 0.0
     drain: float = 0.0  # from the first delivery sent to the last job finished
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def plan(prs: int, comments: int) -> list[Sent]:

@@ -43,6 +43,7 @@ import harness  # noqa: E402
 import load  # noqa: E402  (puts the repository on sys.path for bot/ and tests/)
 
 from bot import db  # noqa: E402
+from bot.embedded import free_port  # noqa: E402
 from tests.fakes import deliveries  # noqa: E402
 from tests.service_processes import worker_env  # noqa: E402
 from tests.support import SECRET  # noqa: E402
@@ -107,7 +108,7 @@ async def store_deliveries(env: dict[str, str], logs: Path, prs: int, pool: Any)
     """POST one signed `pull_request.opened` per PR to a real web process, then stop it.
     A delivery left unanswered (a dropped connection) is sent again, as GitHub would;
     returns how many were stored."""
-    port = harness.free_port()
+    port = free_port()
     web_process = harness.Child(
         "web", [sys.executable, "-m", "bot", "web"], {**env, "PORT": str(port)}, logs / "web.log"
     )

@@ -117,7 +117,8 @@ def _ping(port: int) -> bool:
         return False
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -132,7 +133,7 @@ def _start_redis(folder: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
         if port and _ping(port):
             return None, f"redis://127.0.0.1:{port}/0"
     started = time.monotonic()
-    port = _free_port()
+    port = free_port()
     # Nothing is persisted: every job is also in PostgreSQL and is re-queued from there.
     process = subprocess.Popen(
         [

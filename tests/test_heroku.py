@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 from arq.connections import ArqRedis, create_pool
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from bot.embedded import free_port
 from bot.queue import connect_redis, redis_settings
 from tests.support import SECRET
 
@@ -39,12 +39,6 @@ def test_rediss_urls_turn_certificate_checks_off_and_only_they_do() -> None:
     assert tls.ssl is True and tls.ssl_cert_reqs == "none"
     plain = redis_settings("redis://:p4ss@127.0.0.1:6379/3")
     assert plain.ssl is False and plain.ssl_cert_reqs == "required" and plain.database == 3
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -162,7 +156,7 @@ async def stop(process: asyncio.subprocess.Process, within: float) -> tuple[int,
 async def test_web_on_a_postgres_url_binds_port_and_stops_on_sigterm(
     service_urls: tuple[str, str], pool: object, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     process = await start("web", process_env(service_urls, tmp_path, PORT=str(port)))
     try:
         health = await wait_for_health(f"http://127.0.0.1:{port}/healthz", process)

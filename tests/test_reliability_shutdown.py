@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import asyncpg
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name, in_progress_key_prefix
 
+from bot.embedded import free_port
 from bot.group_commit import WRITERS
 from tests.fakes import deliveries
 from tests.fakes.chaos import Chaos, calls
@@ -83,12 +83,6 @@ async def test_a_worker_stopped_mid_job_leaves_it_to_be_run_again(
     assert trello.attachment_urls(card["id"]) == [
         f"https://github.com/{deliveries.REPOSITORY}/pull/1"
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def healthy(base: str, web: ServiceProcess) -> None:
