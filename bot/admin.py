@@ -33,7 +33,7 @@ async def replay_delivery(pool: asyncpg.Pool, redis: ArqRedis, delivery_id: str)
         delivery_id,
     )
     plan = JobPlan(delivery_id, prefix=f"{delivery_id}:replay{replays + 1}")
-    event = sansio.Event(json.loads(row["body"]), event=row["event"], delivery_id=delivery_id)
+    event = sansio.Event(json.loads(row.body), event=row.event, delivery_id=delivery_id)
     await router.dispatch(event, queue=plan)
     await store.save_jobs(pool, delivery_id, plan.jobs)
     await push_jobs(redis, plan.jobs)

@@ -62,7 +62,7 @@ async def load_payload(ctx: Ctx, delivery_id: str | None) -> dict[str, Any] | No
     if not delivery_id:
         return None
     row = await store.load_delivery(ctx["pool"], delivery_id)
-    return json.loads(row["body"]) if row is not None else None
+    return json.loads(row.body) if row is not None else None
 
 
 async def load_item(

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import lz4.block
 from asyncpg.pool import PoolConnectionProxy
 
 from bot.ingest import Delivery
@@ -20,9 +21,9 @@ UNFINISHED = ("queued", "running")
 _SAVE_DELIVERIES = """
 WITH new AS (
     INSERT INTO deliveries (delivery_id, event, action, repository, installation_id, sender,
-                            headers, body)
+                            headers, body, body_encoding)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                         $6::text[], $7::jsonb[], $8::bytea[])
+                         $6::text[], $7::jsonb[], $8::bytea[], $14::text[])
     ON CONFLICT (delivery_id) DO NOTHING
     RETURNING delivery_id
 ), new_jobs AS (
@@ -52,6 +53,7 @@ async def save_deliveries(
         first.setdefault(delivery.delivery_id, (delivery, delivery_jobs))
     deliveries = [d for d, _ in first.values()]
     jobs = [(d.delivery_id, j) for d, js in first.values() for j in js]
+    bodies = [encode_body(d.body) for d in deliveries]
     rows = await db.fetch(
         _SAVE_DELIVERIES,
         [d.delivery_id for d in deliveries],
@@ -61,12 +63,13 @@ async def save_deliveries(
         [d.installation_id for d in deliveries],
         [d.sender for d in deliveries],
         [d.headers for d in deliveries],
-        [d.body for d in deliveries],
+        [body for body, _ in bodies],
         [j.job_id for _, j in jobs],
         [delivery_id for delivery_id, _ in jobs],
         [j.function for _, j in jobs],
         [j.item_key for _, j in jobs],
         [j.kwargs for _, j in jobs],
+        [encoding for _, encoding in bodies],
     )
     return {r["delivery_id"] for r in rows}
 
@@ -124,8 +127,38 @@ async def recent_deliveries(db: asyncpg.Pool, num: int) -> list[dict[str, Any]]:
     ]
 
 
-async def load_delivery(db: asyncpg.Pool, delivery_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow("SELECT * FROM deliveries WHERE delivery_id = $1", delivery_id)
+@dataclasses.dataclass(frozen=True)
+class StoredDelivery:
+    delivery_id: str
+    event: str
+    body: bytes  # as GitHub sent it (the JSON document)
+
+
+async def load_delivery(db: asyncpg.Pool, delivery_id: str) -> StoredDelivery | None:
+    row = await db.fetchrow(
+        "SELECT event, body, body_encoding FROM deliveries WHERE delivery_id = $1", delivery_id
+    )
+    if row is None:
+        return None
+    return StoredDelivery(delivery_id, row["event"], decode_body(row["body"], row["body_encoding"]))
+
+
+# Bodies this size and larger are stored compressed: nearly every real delivery (a pull
+# request payload is 20-30 KB); a ping or a test body stays readable in psql.
+COMPRESS_FROM = 1024
+
+
+def encode_body(body: bytes) -> tuple[bytes, str | None]:
+    """How a body is stored: (bytes, body_encoding)."""
+    if len(body) < COMPRESS_FROM:
+        return body, None
+    return lz4.block.compress(body, store_size=True), "lz4"
+
+
+def decode_body(stored: bytes, encoding: str | None) -> bytes:
+    if encoding == "lz4":
+        return bytes(lz4.block.decompress(stored))
+    return stored
 
 
 async def claim_job(db: asyncpg.Pool, job_id: str) -> tuple[str, asyncpg.Record | None]:
