@@ -1,0 +1,66 @@
+"""The production log handler: lines as formatted, batched per event-loop iteration."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+from bot.logs import KeyValueFormatter, LineHandler, kv
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def handler_and_logger(stream: CountingStream) -> logging.Logger:
+    handler = LineHandler(stream)
+    handler.setFormatter(KeyValueFormatter(["s3cret"]))
+    logger = logging.getLogger(f"test.lines.{id(stream)}")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+def test_outside_an_event_loop_each_line_is_written_at_once() -> None:
+    stream = CountingStream()
+    log = handler_and_logger(stream)
+    log.info("one", extra=kv(token="s3cret"))
+    assert stream.getvalue().endswith("event=one token=***\n")
+    log.info("two")
+    assert stream.writes == 2 and stream.getvalue().count("\n") == 2
+
+
+async def test_lines_of_one_loop_iteration_leave_in_one_write() -> None:
+    stream = CountingStream()
+    log = handler_and_logger(stream)
+
+    async def request(n: int) -> None:
+        log.info("delivery accepted", extra=kv(n=n))
+        await asyncio.sleep(0)
+        log.info("done", extra=kv(n=n))
+
+    await asyncio.gather(*(request(n) for n in range(5)))
+    await asyncio.sleep(0)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 10
+    # Arrival order is kept, and ten lines took far fewer than ten writes.
+    assert [line.split("n=")[1] for line in lines[:5]] == ["0", "1", "2", "3", "4"]
+    assert stream.writes <= 3
+
+
+async def test_pending_lines_are_written_by_flush_at_shutdown() -> None:
+    stream = CountingStream()
+    log = handler_and_logger(stream)
+    log.info("last words")
+    assert stream.getvalue() == ""  # waiting for the end of this iteration
+    for handler in log.handlers:
+        handler.flush()  # what logging.shutdown does at exit
+    assert "event=\"last words\"" in stream.getvalue()
