@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,7 @@ from arq.constants import job_key_prefix, result_key_prefix, retry_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from gidgethub import sansio
+from redis.commands.core import AsyncScript
 
 from bot.logs import kv
 
@@ -120,8 +122,18 @@ async def enqueue_jobs(redis: ArqRedis, jobs: Sequence[JobRequest]) -> int:
             job.function, (), job.kwargs, None, enqueue_time_ms, serializer=redis.job_serializer
         )
         args += [job.job_id, enqueue_time_ms, data]
-    script = redis.register_script(_ENQUEUE_SCRIPT)
-    return int(await script(keys=keys, args=args))
+    return int(await _enqueue_script(redis)(keys=keys, args=args))
+
+
+_scripts: weakref.WeakKeyDictionary[ArqRedis, AsyncScript] = weakref.WeakKeyDictionary()
+
+
+def _enqueue_script(redis: ArqRedis) -> AsyncScript:
+    """One Script per client: it hashes the source once and remembers it is loaded."""
+    script = _scripts.get(redis)
+    if script is None:
+        script = _scripts[redis] = redis.register_script(_ENQUEUE_SCRIPT)
+    return script
 
 
 async def forget_results(redis: ArqRedis, job_ids: Sequence[str]) -> None:

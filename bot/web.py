@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import orjson
 from aiohttp import web
 from arq.connections import ArqRedis
 from gidgethub import sansio
@@ -35,8 +36,14 @@ HEALTH_TIMEOUT = 2.0
 _DB_DOWN = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
+def json_response(data: Any, *, status: int = 200) -> web.Response:
+    """``web.json_response`` with orjson: a quarter of the json module's time."""
+    body = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
 def json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return json_response({"error": message}, status=status)
 
 
 @web.middleware
@@ -104,11 +111,11 @@ async def receive_webhook(request: web.Request) -> web.Response:
     )
     if not saved.new:
         log.info("delivery duplicate", extra=fields)
-        return web.json_response({"status": "duplicate", "delivery": delivery.delivery_id})
+        return json_response({"status": "duplicate", "delivery": delivery.delivery_id})
     log.info("delivery accepted", extra=fields)
     if delivery.event == "ping":
-        return web.json_response({"status": "pong", "delivery": delivery.delivery_id})
-    return web.json_response(
+        return json_response({"status": "pong", "delivery": delivery.delivery_id})
+    return json_response(
         {
             "status": "accepted",
             "delivery": delivery.delivery_id,
@@ -138,7 +145,7 @@ async def list_events(request: web.Request) -> web.Response:
         events = await store.recent_deliveries(request.app[POOL], int(raw))
     except _DB_DOWN:
         return json_error(503, "storage is unavailable")
-    return web.json_response({"events": events})
+    return json_response({"events": events})
 
 
 async def _check(probe: Awaitable[Any]) -> str:
@@ -160,7 +167,7 @@ async def health_status(app: web.Application) -> dict[str, str]:
 async def healthz(request: web.Request) -> web.Response:
     checks = await health_status(request.app)
     healthy = all(v == "ok" for v in checks.values())
-    return web.json_response(
+    return json_response(
         {"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503
     )
 
