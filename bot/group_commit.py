@@ -23,6 +23,8 @@ from bot.ingest import Delivery
 from bot.queue import JobRequest, push_jobs
 
 MAX_BATCH = 64
+# A writer idle this long (seconds) gives its connection back to the pool.
+KEEP_CONNECTION = 1.0
 # Two writers keep PostgreSQL busy with one batch while the other commits or queues.
 WRITERS = 2
 
@@ -58,7 +60,12 @@ class GroupCommit:
         self._ready = asyncio.Event()
         self._closing = False
         self._writers = [asyncio.create_task(self._write()) for _ in range(writers)]
-        self._queueing: set[asyncio.Task[None]] = set()
+        # Committed batches waiting for their jobs to be queued: one Redis round trip
+        # takes every batch committed while the previous one was under way.
+        self._committed: list[_Committed] = []
+        self._committed_ready = asyncio.Event()
+        self._writers_done = False
+        self._queuer = asyncio.create_task(self._queue())
 
     async def save(self, delivery: Delivery, jobs: Sequence[JobRequest]) -> Saved:
         """Store the delivery with its jobs, then queue the jobs (see ``Saved``).
@@ -70,34 +77,41 @@ class GroupCommit:
         answer: asyncio.Future[Saved] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(delivery, jobs, answer))
         self._ready.set()
-        # A request that goes away (client gone) must not cancel its batch.
-        return await asyncio.shield(answer)
+        # A request that goes away (client gone) cancels only its own answer, never the
+        # batch: the writer owns the commit, and settling a cancelled answer is a no-op.
+        return await answer
 
     async def close(self) -> None:
         """Store and queue what is waiting, then stop the writers."""
         self._closing = True
         self._ready.set()
         await asyncio.gather(*self._writers)
-        await asyncio.gather(*self._queueing)
+        self._writers_done = True
+        self._committed_ready.set()
+        await self._queuer
 
     async def _write(self) -> None:
         # Each writer keeps one connection while deliveries keep coming (no pool round trip
-        # and reset query per batch), and gives it back when idle, so health checks and
-        # admin queries on a small pool never wait behind idle writers.
+        # and reset query per batch), and gives it back after a second without any, so
+        # health checks and admin queries on a small pool never wait behind idle writers.
         conn: PoolConnectionProxy | None = None
         try:
             while True:
                 if not self._waiting:
-                    if conn is not None:
-                        await self._release(conn)
-                        conn = None
-                        continue  # deliveries may have come while releasing: look again
                     if self._closing:
                         return
                     # No await between seeing the list empty and clearing the event, so a
                     # delivery added meanwhile cannot be missed.
                     self._ready.clear()
-                    await self._ready.wait()
+                    if conn is None:
+                        await self._ready.wait()
+                        continue
+                    try:
+                        async with asyncio.timeout(KEEP_CONNECTION):
+                            await self._ready.wait()
+                    except TimeoutError:
+                        await self._release(conn)
+                        conn = None
                     continue
                 batch = self._waiting[: self._max_batch]
                 del self._waiting[: self._max_batch]
@@ -128,21 +142,40 @@ class GroupCommit:
             first.setdefault(waiting.delivery.delivery_id, waiting)
         new = await store.save_deliveries(conn, [(w.delivery, w.jobs) for w in first.values()])
         # Queueing in Redis runs beside the next batch's commit instead of before it.
-        task = asyncio.create_task(self._queue_and_answer(batch, first, new))
-        self._queueing.add(task)
-        task.add_done_callback(self._queueing.discard)
+        self._committed.append(_Committed(batch, first, new))
+        self._committed_ready.set()
 
-    async def _queue_and_answer(
-        self, batch: list[_Waiting], first: dict[str, _Waiting], new: set[str]
-    ) -> None:
-        jobs = [job for w in first.values() if w.delivery.delivery_id in new for job in w.jobs]
-        try:
-            queued = await push_jobs(self._redis, jobs)
-        except Exception:  # push_jobs reports failures itself; stored is what counts
-            queued = False
-        for waiting in batch:
+    async def _queue(self) -> None:
+        while True:
+            if not self._committed:
+                if self._writers_done:
+                    return
+                self._committed_ready.clear()
+                await self._committed_ready.wait()
+                continue
+            done, self._committed = self._committed, []
+            jobs = [job for c in done for job in c.new_jobs()]
+            try:
+                queued = await push_jobs(self._redis, jobs)
+            except Exception:  # push_jobs reports failures itself; stored is what counts
+                queued = False
+            for committed in done:
+                committed.answer(queued)
+
+
+@dataclass(frozen=True)
+class _Committed:
+    batch: list[_Waiting]
+    first: dict[str, _Waiting]  # the first request of each delivery id in the batch
+    new: set[str]  # the delivery ids stored now (not before)
+
+    def new_jobs(self) -> list[JobRequest]:
+        return [j for d, w in self.first.items() if d in self.new for j in w.jobs]
+
+    def answer(self, queued: bool) -> None:
+        for waiting in self.batch:
             delivery_id = waiting.delivery.delivery_id
-            is_new = first[delivery_id] is waiting and delivery_id in new
+            is_new = self.first[delivery_id] is waiting and delivery_id in self.new
             _settle(waiting.answer, Saved(new=is_new, queued=queued or not waiting.jobs))
 
 
