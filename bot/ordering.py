@@ -13,8 +13,7 @@ decide to create its card or issue.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable
 
 
 class KeyedLocks:
@@ -24,24 +23,54 @@ class KeyedLocks:
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[str, int] = {}
 
-    @contextlib.asynccontextmanager
-    async def hold(self, keys: Iterable[str]) -> AsyncIterator[None]:
-        """Hold every key's lock. Taken in sorted order, so two holders never deadlock;
-        ``asyncio.Lock`` serves waiters in the order they asked, which is arrival order
-        as long as nothing is awaited between reading a request and calling this."""
-        async with contextlib.AsyncExitStack() as stack:
-            for key in sorted(set(keys)):
-                stack.enter_context(self._using(key))
-                await stack.enter_async_context(self._locks[key])
-            yield
+    def hold(self, keys: Iterable[str]) -> _Held:
+        """``async with locks.hold(keys):`` holds every key's lock. Taken in sorted order,
+        so two holders never deadlock; ``asyncio.Lock`` serves waiters in the order they
+        asked, which is arrival order as long as nothing is awaited between reading a
+        request and calling this."""
+        return _Held(self, sorted(set(keys)))
 
-    @contextlib.contextmanager
-    def _using(self, key: str) -> Iterator[None]:
-        self._locks.setdefault(key, asyncio.Lock())
+    def _use(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
         self._users[key] = self._users.get(key, 0) + 1
+        return lock
+
+    def _done(self, key: str) -> None:
+        self._users[key] -= 1
+        if not self._users[key]:
+            del self._users[key], self._locks[key]
+
+
+class _Held:
+    # A plain class, not an asynccontextmanager: this is on every delivery's path.
+    __slots__ = ("_held", "_keys", "_owner")
+
+    def __init__(self, owner: KeyedLocks, keys: list[str]) -> None:
+        self._owner = owner
+        self._keys = keys
+        self._held: list[str] = []
+
+    async def __aenter__(self) -> None:
         try:
-            yield
-        finally:
-            self._users[key] -= 1
-            if not self._users[key]:
-                del self._users[key], self._locks[key]
+            for key in self._keys:
+                lock = self._owner._use(key)
+                try:
+                    await lock.acquire()
+                except BaseException:
+                    self._owner._done(key)
+                    raise
+                self._held.append(key)
+        except BaseException:
+            self._release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        while self._held:
+            key = self._held.pop()
+            self._owner._locks[key].release()
+            self._owner._done(key)
