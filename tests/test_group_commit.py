@@ -134,7 +134,8 @@ async def test_close_stores_what_is_waiting(pool: asyncpg.Pool, redis: ArqRedis)
     saves = [asyncio.ensure_future(group.save(*parsed())) for _ in range(10)]
     await asyncio.sleep(0)
     await group.close()
-    assert [s.result().new for s in saves] == [True] * 10
+    # Every waiting request was stored and answered (its task finishes on its next turn).
+    assert [s.new for s in await asyncio.wait_for(asyncio.gather(*saves), 1)] == [True] * 10
     assert await pool.fetchval("SELECT count(*) FROM deliveries") == 10
     with pytest.raises(RuntimeError):
         await group.save(*parsed())
@@ -171,3 +172,31 @@ async def test_a_delivery_arriving_while_a_writer_goes_idle_is_not_missed(
     finally:
         await group.close()
     assert await pool.fetchval("SELECT count(*) FROM deliveries") == 2
+
+
+async def test_a_nul_in_a_payload_string_spoils_nothing(pool: asyncpg.Pool) -> None:
+    """PostgreSQL text cannot hold NUL; a signed payload's strings can. Such a delivery is
+    stored (its columns with U+FFFD in place of NUL, its body as sent) beside the others
+    of its batch, which a refused statement would have failed with it."""
+    odd, odd_jobs = parsed(action="op\x00ened", sender__login="a\x00b")
+    odd_jobs[0].kwargs["action"] = "op\x00ened"
+    plain, plain_jobs = parsed()
+    new = await store.save_deliveries(pool, [(odd, odd_jobs), (plain, plain_jobs)])
+    assert new == {odd.delivery_id, plain.delivery_id}
+    row = await pool.fetchrow(
+        "SELECT action, sender FROM deliveries WHERE delivery_id = $1", odd.delivery_id
+    )
+    assert (row["action"], row["sender"]) == ("op\ufffdened", "a\ufffdb")
+    kwargs = await pool.fetchval("SELECT kwargs FROM jobs WHERE delivery_id = $1", odd.delivery_id)
+    assert kwargs["action"] == "op\ufffdened"
+    stored = await store.load_delivery(pool, odd.delivery_id)
+    assert stored is not None and stored.body == odd.body
+
+
+async def test_batched_jobs_keep_the_order_of_their_deliveries(pool: asyncpg.Pool) -> None:
+    batch = [parsed() for _ in range(20)]
+    await store.save_deliveries(pool, batch)
+    rows = await pool.fetch("SELECT job_id FROM jobs ORDER BY id")
+    assert [r["job_id"] for r in rows] == [jobs[0].job_id for _, jobs in batch]
+    rows = await pool.fetch("SELECT delivery_id FROM deliveries ORDER BY id")
+    assert [r["delivery_id"] for r in rows] == [d.delivery_id for d, _ in batch]
