@@ -63,4 +63,4 @@ async def test_pending_lines_are_written_by_flush_at_shutdown() -> None:
     assert stream.getvalue() == ""  # waiting for the end of this iteration
     for handler in log.handlers:
         handler.flush()  # what logging.shutdown does at exit
-    assert "event=\"last words\"" in stream.getvalue()
+    assert 'event="last words"' in stream.getvalue()
