@@ -64,6 +64,7 @@ class GroupCommit:
         # takes every batch committed while the previous one was under way.
         self._committed: list[_Committed] = []
         self._committed_ready = asyncio.Event()
+        self._committing = 0  # writers between taking a batch and its commit
         self._writers_done = False
         self._queuer = asyncio.create_task(self._queue())
 
@@ -118,7 +119,12 @@ class GroupCommit:
                 try:
                     if conn is None:
                         conn = await self._pool.acquire()
-                    await self._commit(conn, batch)
+                    self._committing += 1
+                    try:
+                        await self._commit(conn, batch)
+                    finally:
+                        self._committing -= 1
+                        self._committed_ready.set()  # a batch may wait for this one
                 except Exception as exc:  # never leave a request waiting for an answer
                     for waiting in batch:
                         _settle(waiting.answer, exc)
@@ -147,8 +153,9 @@ class GroupCommit:
 
     async def _queue(self) -> None:
         while True:
-            if not self._committed:
-                if self._writers_done:
+            # A lone committed batch waits for a commit under way, to share its push.
+            if not self._committed or (len(self._committed) == 1 and self._committing):
+                if self._writers_done and not self._committed:
                     return
                 self._committed_ready.clear()
                 await self._committed_ready.wait()
