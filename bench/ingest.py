@@ -110,7 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-worker", action="store_true", help="skip the worker drain")
     parser.add_argument(
-        "--drain-seconds", type=float, default=90, help="longest worker drain (default 90)"
+        "--drain-seconds", type=float, default=180, help="longest worker drain (default 180)"
     )
     parser.add_argument("--keep-data", action="store_true", help="keep the benchmark's rows")
     parser.add_argument(
