@@ -1,6 +1,6 @@
 """Ingest benchmark: the web process against the ceiling of its stack and against Probot.
 
-    python bench/ingest.py                 # everything, about three minutes
+    python bench/ingest.py                 # everything, about five minutes
     python bench/ingest.py --targets web --duration 5 --no-worker
 
 In one run, with wrk at 16 connections POSTing a signed ``pull_request.opened`` delivery
