@@ -200,3 +200,51 @@ async def test_batched_jobs_keep_the_order_of_their_deliveries(pool: asyncpg.Poo
     assert [r["job_id"] for r in rows] == [jobs[0].job_id for _, jobs in batch]
     rows = await pool.fetch("SELECT delivery_id FROM deliveries ORDER BY id")
     assert [r["delivery_id"] for r in rows] == [d.delivery_id for d, _ in batch]
+
+
+async def test_batches_committed_together_share_one_redis_push(
+    pool: asyncpg.Pool, redis: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot import group_commit
+
+    pushes: list[int] = []
+    push = group_commit.push_jobs
+
+    async def counting(client: Any, jobs: Sequence[JobRequest]) -> bool:
+        pushes.append(len(jobs))
+        return await push(client, jobs)
+
+    monkeypatch.setattr(group_commit, "push_jobs", counting)
+    group = GroupCommit(pool, redis, max_batch=4, writers=2)
+    saves = [group.save(*parsed()) for _ in range(40)]
+    answers = await asyncio.wait_for(asyncio.gather(*saves), 10)
+    await group.close()
+    assert all(a.new and a.queued for a in answers)
+    # Ten batches of four; batches committed while a push or another commit is under
+    # way share a push, so pushes are fewer than batches, and every job is queued once.
+    assert sum(pushes) == 40 and len(pushes) < 10
+    assert await redis.zcard("arq:queue") == 40
+
+
+async def test_a_failed_commit_does_not_hold_back_the_other_writers_push(
+    pool: asyncpg.Pool, redis: ArqRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save = store.save_deliveries
+    calls = 0
+
+    async def second_fails(db: Any, batch: Sequence[Any]) -> set[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            await asyncio.sleep(0.05)  # still committing when the first batch is done
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("lost")
+        return await save(db, batch)
+
+    monkeypatch.setattr(store, "save_deliveries", second_fails)
+    group = GroupCommit(pool, redis, max_batch=1, writers=2)
+    first = asyncio.ensure_future(group.save(*parsed()))
+    second = asyncio.ensure_future(group.save(*parsed()))
+    assert (await asyncio.wait_for(first, 5)).queued
+    with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError):
+        await asyncio.wait_for(second, 5)
+    await group.close()
