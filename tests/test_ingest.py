@@ -127,3 +127,28 @@ def test_odd_installation_values_are_ignored(installation: object) -> None:
 def test_json_the_fast_parser_refuses_is_still_read(body: bytes) -> None:
     delivery = parse_delivery(headers_for(body), body, ["s3cret"])
     assert list(delivery.data) == list(json.loads(body))
+
+
+def test_a_parsed_body_reads_like_the_json_module_reads_it() -> None:
+    body = json.dumps(
+        {"action": "opened", "n": 3, "pr": {"labels": [{"name": "bug"}], "draft": False}}
+    ).encode()
+    data = parse_delivery(headers_for(body), body, ["s3cret"]).data
+    assert data == json.loads(body) and dict(data) == json.loads(body)
+    assert data["pr"]["labels"] == [{"name": "bug"}]  # arrays are plain lists
+    assert data.get("missing") is None and "pr" in data and 3 not in data
+    assert data.get(3) is None  # a key that is not a string is simply absent
+    with pytest.raises(KeyError):
+        data["missing"]
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b'{"big": 123456789012345678901234567890}',  # beyond 64 bits
+        b'{"x": NaN, "y": Infinity}',  # the json module reads these
+    ],
+)
+def test_documents_simdjson_refuses_are_read_by_the_json_module(document: bytes) -> None:
+    data = parse_delivery(headers_for(document), document, ["s3cret"]).data
+    assert dict(data).keys() == json.loads(document).keys()
