@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -58,3 +59,7 @@ async def test_database_outage_is_503_then_recovers(tmp_path: Path, make_client:
     finally:
         await pool.close()
         server.cleanup()
+        # pgserver stops only the server it started; the one started above by pg_ctl
+        # was left running after the suite (seen once): stop it here too.
+        with contextlib.suppress(subprocess.CalledProcessError):
+            pg_ctl(folder, "stop", "-m", "fast")
