@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from importlib import resources
+from typing import Any
 
 import asyncpg
 import orjson
@@ -19,11 +20,30 @@ _MIGRATION_LOCK = 0x70757070
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=_dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=json_text, decoder=json.loads, schema="pg_catalog")
 
 
-def _dumps(value: object) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+def json_text(value: Any) -> str:
+    """JSON for a jsonb value or parameter, fit for PostgreSQL.
+
+    PostgreSQL text and jsonb cannot hold NUL, which a payload's strings can (an action, a
+    repository name): such a string is stored with U+FFFD in its place, where otherwise
+    the whole statement (a batch of deliveries, a replay's jobs) would be refused.
+    """
+    text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    if b"\\u0000" in text:
+        text = orjson.dumps(_without_nul(value), option=orjson.OPT_NON_STR_KEYS)
+    return text.decode()
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:

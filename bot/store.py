@@ -8,9 +8,9 @@ from typing import Any
 
 import asyncpg
 import lz4.block
-import orjson
 from asyncpg.pool import PoolConnectionProxy
 
+from bot.db import json_text
 from bot.ingest import Delivery
 from bot.outputs.base import Link
 from bot.queue import JobRequest
@@ -89,28 +89,8 @@ async def save_deliveries(
                     "kwargs": job.kwargs,
                 }
             )
-    rows = await db.fetch(_SAVE_DELIVERIES, _json_text(deliveries), bodies, _json_text(jobs))
+    rows = await db.fetch(_SAVE_DELIVERIES, json_text(deliveries), bodies, json_text(jobs))
     return {r["delivery_id"] for r in rows}
-
-
-def _json_text(rows: list[dict[str, Any]]) -> str:
-    text = orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS)
-    if b"\\u0000" in text:
-        # PostgreSQL text and jsonb cannot hold NUL, which a payload's strings can: such a
-        # value (an action, a repository name) is stored with U+FFFD in its place. The
-        # body itself is bytea, kept as sent.
-        text = orjson.dumps(_without_nul(rows), option=orjson.OPT_NON_STR_KEYS)
-    return text.decode()
-
-
-def _without_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(v) for v in value]
-    return value
 
 
 async def save_jobs(

@@ -248,3 +248,11 @@ async def test_a_failed_commit_does_not_hold_back_the_other_writers_push(
     with pytest.raises(asyncpg.exceptions.ConnectionDoesNotExistError):
         await asyncio.wait_for(second, 5)
     await group.close()
+
+
+async def test_a_nul_in_a_replayed_jobs_values_is_stored_too(pool: asyncpg.Pool) -> None:
+    """The same rule for jobs stored apart from a delivery (replays, imports)."""
+    job = JobRequest("sync_issue", "r:sync_issue:0", "a#1", {"action": "op\x00ened"})
+    assert await store.save_jobs(pool, None, [job]) == {"r:sync_issue:0"}
+    kwargs = await pool.fetchval("SELECT kwargs FROM jobs WHERE job_id = 'r:sync_issue:0'")
+    assert kwargs == {"action": "op\ufffdened"}
