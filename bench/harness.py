@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
+
 from bot import db, embedded
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,8 +52,6 @@ async def settle(database_url: str, wal_megabytes: int = 768) -> None:
     later one). So this writes enough WAL to leave segments to recycle, goes through
     the shared buffers once, and checkpoints.
     """
-    import asyncpg
-
     conn = await asyncpg.connect(database_url)
     try:
         for _ in range(wal_megabytes // 16):
