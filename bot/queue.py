@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import hiredis
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import job_key_prefix, result_key_prefix, retry_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from gidgethub import sansio
+from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from bot.logs import kv
 
@@ -71,7 +75,7 @@ def sender_is_bot(event: sansio.Event) -> bool:
     return sender.get("type") == "Bot" or str(sender.get("login", "")).endswith("[bot]")
 
 
-async def push_jobs(redis: ArqRedis, jobs: Sequence[JobRequest]) -> bool:
+async def push_jobs(redis: ArqRedis | Enqueuer, jobs: Sequence[JobRequest]) -> bool:
     """Put jobs in Redis; False (logged) when Redis is unreachable.
 
     The jobs are already in PostgreSQL, so a failure here loses nothing: the worker's
@@ -81,7 +85,10 @@ async def push_jobs(redis: ArqRedis, jobs: Sequence[JobRequest]) -> bool:
         return True
     try:
         async with asyncio.timeout(ENQUEUE_TIMEOUT):
-            await enqueue_jobs(redis, jobs)
+            if isinstance(redis, Enqueuer):
+                await redis.enqueue(jobs)
+            else:
+                await enqueue_jobs(redis, jobs)
     except Exception as exc:  # OSError, TimeoutError, and redis-py's own error types
         log.warning("enqueue deferred", extra=kv(jobs=len(jobs), reason=type(exc).__name__))
         return False
@@ -113,6 +120,11 @@ async def enqueue_jobs(redis: ArqRedis, jobs: Sequence[JobRequest]) -> int:
     """
     if not jobs:
         return 0
+    keys, args = _enqueue_arguments(redis, jobs)
+    return int(await _enqueue_script(redis)(keys=keys, args=args))
+
+
+def _enqueue_arguments(redis: ArqRedis, jobs: Sequence[JobRequest]) -> tuple[list[str], list[Any]]:
     enqueue_time_ms = timestamp_ms()
     keys: list[str] = [redis.default_queue_name]
     args: list[Any] = [redis.expires_extra_ms]
@@ -122,7 +134,7 @@ async def enqueue_jobs(redis: ArqRedis, jobs: Sequence[JobRequest]) -> int:
             job.function, (), job.kwargs, None, enqueue_time_ms, serializer=redis.job_serializer
         )
         args += [job.job_id, enqueue_time_ms, data]
-    return int(await _enqueue_script(redis)(keys=keys, args=args))
+    return keys, args
 
 
 _scripts: weakref.WeakKeyDictionary[ArqRedis, AsyncScript] = weakref.WeakKeyDictionary()
@@ -134,6 +146,58 @@ def _enqueue_script(redis: ArqRedis) -> AsyncScript:
     if script is None:
         script = _scripts[redis] = redis.register_script(_ENQUEUE_SCRIPT)
     return script
+
+
+class Enqueuer:
+    """``enqueue_jobs`` on a Redis connection of its own, for a process that queues all
+    the time (the web process); one call at a time.
+
+    Each command through ArqRedis takes a connection from redis-py's pool, which checks it
+    for unread data (a system call) under a lock: about 145 µs of CPU a round trip where
+    the connection alone needs 53 (measured). A connection that fails is dropped, and the
+    next call opens a new one.
+    """
+
+    def __init__(self, redis: ArqRedis) -> None:
+        self._redis = redis
+        self._sha = hashlib.sha1(_ENQUEUE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+        self._conn: AbstractConnection | None = None
+
+    async def enqueue(self, jobs: Sequence[JobRequest]) -> int:
+        """Like ``enqueue_jobs``: how many were queued. Raises what Redis raised."""
+        if not jobs:
+            return 0
+        keys, args = _enqueue_arguments(self._redis, jobs)
+        conn = self._conn or self._new_connection()
+        self._conn = None  # until the call is done: a cancelled call leaves it unusable
+        try:
+            if not conn.is_connected:
+                await conn.connect()  # type: ignore[no-untyped-call]  # (not annotated)
+            try:
+                queued = await self._call(conn, "EVALSHA", self._sha, len(keys), *keys, *args)
+            except NoScriptError:  # Redis restarted or its scripts were flushed
+                queued = await self._call(conn, "EVAL", _ENQUEUE_SCRIPT, len(keys), *keys, *args)
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        self._conn = conn
+        return int(queued)
+
+    def _new_connection(self) -> AbstractConnection:
+        pool = self._redis.connection_pool  # its settings: address, password, TLS
+        conn: AbstractConnection = pool.connection_class(**pool.connection_kwargs)
+        return conn
+
+    @staticmethod
+    async def _call(conn: AbstractConnection, *command: Any) -> Any:
+        # hiredis packs in C what redis-py packs argument by argument in Python.
+        await conn.send_packed_command(hiredis.pack_command(command), check_health=False)
+        return await conn.read_response()  # raises the error Redis answered
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.disconnect()
 
 
 async def forget_results(redis: ArqRedis, job_ids: Sequence[str]) -> None:
