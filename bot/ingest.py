@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -46,23 +47,23 @@ class Delivery:
     body: bytes  # the JSON document itself (unwrapped from a form-encoded payload)
     headers: dict[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def action(self) -> str | None:
         action = self.data.get("action")
         return action if isinstance(action, str) else None
 
-    @property
+    @cached_property
     def repository(self) -> str | None:
         return _str_at(self.data, "repository", "full_name")
 
-    @property
+    @cached_property
     def installation_id(self) -> int | None:
         installation = self.data.get("installation")
         value = installation.get("id") if isinstance(installation, _OBJECTS) else None
         valid = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
         return value if valid else None
 
-    @property
+    @cached_property
     def sender(self) -> str | None:
         return _str_at(self.data, "sender", "login")
 
@@ -176,6 +177,13 @@ class JSONObject(Mapping[str, Any]):
             raise KeyError(key)
         return _wrap(self._object[key])
 
+    def get(self, key: str, default: Any = None) -> Any:
+        # Mapping.get goes through __getitem__ and a KeyError: several times slower.
+        if not isinstance(key, str):
+            return default
+        value = self._object.get(key, _MISSING)
+        return default if value is _MISSING else _wrap(value)
+
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key in self._object
 
@@ -188,6 +196,8 @@ class JSONObject(Mapping[str, Any]):
     def __repr__(self) -> str:
         return f"JSONObject({dict(self)!r})"
 
+
+_MISSING = object()
 
 # What a JSON object reads as (an isinstance check against Mapping costs several times more).
 _OBJECTS = (JSONObject, dict)

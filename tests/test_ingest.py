@@ -131,13 +131,15 @@ def test_json_the_fast_parser_refuses_is_still_read(body: bytes) -> None:
 
 def test_a_parsed_body_reads_like_the_json_module_reads_it() -> None:
     body = json.dumps(
-        {"action": "opened", "n": 3, "pr": {"labels": [{"name": "bug"}], "draft": False}}
+        {"action": "opened", "n": 3, "pr": {"labels": [{"name": "bug"}], "draft": False}, "z": None}
     ).encode()
     data = parse_delivery(headers_for(body), body, ["s3cret"]).data
     assert data == json.loads(body) and dict(data) == json.loads(body)
     assert data["pr"]["labels"] == [{"name": "bug"}]  # arrays are plain lists
     assert data.get("missing") is None and "pr" in data and 3 not in data
     assert data.get(3) is None  # a key that is not a string is simply absent
+    assert data.get("missing", 5) == 5 and data.get("z", 5) is None  # like dict.get
+    assert data.get("pr", {}).get("draft") is False
     with pytest.raises(KeyError):
         data["missing"]
 
