@@ -2,17 +2,19 @@
 
 Each request waits for the commit of the batch its delivery is in before it is answered,
 so a 2xx still means the delivery is in PostgreSQL; one round trip and one commit (and
-one Redis round trip for the jobs) serve every delivery of the batch. Nothing waits on
-purpose: a free writer takes whatever is waiting, so a lone delivery is stored at once
-and batches grow only when deliveries arrive faster than one commit takes.
+one Redis round trip for the jobs) serve every delivery of the batch. Nothing waits on a
+timer: a lone delivery is stored at once, and batches grow only when deliveries arrive
+faster than a commit takes. Up to WRITERS batches are stored at the same time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import sys
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from arq.connections import ArqRedis
@@ -20,13 +22,16 @@ from asyncpg.pool import PoolConnectionProxy
 
 from bot import store
 from bot.ingest import Delivery
-from bot.queue import JobRequest, push_jobs
+from bot.queue import Enqueuer, JobRequest, push_jobs
 
 MAX_BATCH = 64
-# A writer idle this long (seconds) gives its connection back to the pool.
+# A connection idle this long (seconds) goes back to the pool.
 KEEP_CONNECTION = 1.0
-# Two writers keep PostgreSQL busy with one batch while the other commits or queues.
-WRITERS = 2
+# Batches stored at the same time, each on its own connection.
+WRITERS = 4
+# While a batch is being stored, new deliveries wait until there are this many, a writer
+# is done, or the event loop's turn ends, before the next batch starts.
+START_AT = 4
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,16 @@ class _Waiting:
 
 
 class GroupCommit:
-    """Stores and queues deliveries for many concurrent requests, a batch at a time."""
+    """Stores and queues deliveries for many concurrent requests, a batch at a time.
+
+    A batch starts from inside the request that completes it, and its statement is sent
+    before that request's handler returns to the event loop. Requests that arrive
+    together (one event-loop turn parses them all) are thus stored in several batches,
+    the first already in PostgreSQL while the web process is still parsing the others,
+    rather than in one batch that starts after the last is parsed, while the web process
+    waits: then the next requests come back together, and the web process idles through
+    every commit.
+    """
 
     def __init__(
         self,
@@ -52,20 +66,28 @@ class GroupCommit:
         *,
         max_batch: int = MAX_BATCH,
         writers: int = WRITERS,
+        start_at: int = START_AT,
     ) -> None:
         self._pool = pool
-        self._redis = redis
+        self._enqueuer = Enqueuer(redis)
         self._max_batch = max_batch
+        self._writers = writers
+        self._start_at = start_at
         self._waiting: list[_Waiting] = []
-        self._ready = asyncio.Event()
+        self._writing = 0  # batches between being taken and their outcome
+        self._start_soon: asyncio.Handle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Connections kept between batches (no pool round trip and reset query per
+        # batch), with when each was last used; one idle for KEEP_CONNECTION goes back, so
+        # health checks and admin queries on a small pool never wait behind idle writers.
+        self._idle: list[tuple[float, PoolConnectionProxy]] = []
+        self._reaper: asyncio.TimerHandle | None = None
         self._closing = False
-        self._writers = [asyncio.create_task(self._write()) for _ in range(writers)]
         # Committed batches waiting for their jobs to be queued: one Redis round trip
         # takes every batch committed while the previous one was under way.
         self._committed: list[_Committed] = []
         self._committed_ready = asyncio.Event()
-        self._committing = 0  # writers between taking a batch and its commit
-        self._writers_done = False
+        self._writes_done = False
         self._queuer = asyncio.create_task(self._queue())
 
     async def save(self, delivery: Delivery, jobs: Sequence[JobRequest]) -> Saved:
@@ -77,64 +99,88 @@ class GroupCommit:
             raise RuntimeError("the web process is stopping")
         answer: asyncio.Future[Saved] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(delivery, jobs, answer))
-        self._ready.set()
+        # A lone delivery is stored at once; beside a batch under way, it waits for a few
+        # more, a writer to be done, or the end of this event-loop turn.
+        self._start(self._start_at)
+        if self._waiting and self._start_soon is None:
+            self._start_soon = asyncio.get_running_loop().call_soon(self._start_waiting)
         # A request that goes away (client gone) cancels only its own answer, never the
-        # batch: the writer owns the commit, and settling a cancelled answer is a no-op.
+        # batch: a task owns the commit, and settling a cancelled answer is a no-op.
         return await answer
 
     async def close(self) -> None:
-        """Store and queue what is waiting, then stop the writers."""
+        """Store and queue what is waiting, then give the connections back."""
         self._closing = True
-        self._ready.set()
-        await asyncio.gather(*self._writers)
-        self._writers_done = True
+        while self._waiting or self._tasks:
+            self._start(1)
+            if self._tasks:
+                await asyncio.wait(self._tasks)
+        if self._reaper is not None:
+            self._reaper.cancel()
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(self._release(conn) for _, conn in idle))
+        self._writes_done = True
         self._committed_ready.set()
         await self._queuer
+        await self._enqueuer.close()
 
-    async def _write(self) -> None:
-        # Each writer keeps one connection while deliveries keep coming (no pool round trip
-        # and reset query per batch), and gives it back after a second without any, so
-        # health checks and admin queries on a small pool never wait behind idle writers.
+    def _start_waiting(self) -> None:
+        self._start_soon = None
+        self._start(1)
+
+    def _start(self, start_at: int) -> None:
+        while self._waiting and self._writing < self._writers:
+            if self._writing and len(self._waiting) < start_at:
+                return
+            batch = self._waiting[: self._max_batch]
+            del self._waiting[: self._max_batch]
+            self._writing += 1
+            self._spawn(self._write(batch))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = _eager_task(coro)
+        if not task.done():
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _write(self, batch: list[_Waiting]) -> None:
         conn: PoolConnectionProxy | None = None
+        stored = False
         try:
-            while True:
-                if not self._waiting:
-                    if self._closing:
-                        return
-                    # No await between seeing the list empty and clearing the event, so a
-                    # delivery added meanwhile cannot be missed.
-                    self._ready.clear()
-                    if conn is None:
-                        await self._ready.wait()
-                        continue
-                    try:
-                        async with asyncio.timeout(KEEP_CONNECTION):
-                            await self._ready.wait()
-                    except TimeoutError:
-                        await self._release(conn)
-                        conn = None
-                    continue
-                batch = self._waiting[: self._max_batch]
-                del self._waiting[: self._max_batch]
-                try:
-                    if conn is None:
-                        conn = await self._pool.acquire()
-                    self._committing += 1
-                    try:
-                        await self._commit(conn, batch)
-                    finally:
-                        self._committing -= 1
-                        self._committed_ready.set()  # a batch may wait for this one
-                except Exception as exc:  # never leave a request waiting for an answer
-                    for waiting in batch:
-                        _settle(waiting.answer, exc)
-                    if conn is not None:
-                        # Perhaps broken: the pool closes or resets it; take another next time.
-                        await self._release(conn)
-                        conn = None
+            conn = self._idle.pop()[1] if self._idle else await self._pool.acquire()
+            await self._commit(conn, batch)
+            stored = True
+        except Exception as exc:  # never leave a request waiting for an answer
+            for waiting in batch:
+                _settle(waiting.answer, exc)
         finally:
+            self._writing -= 1
             if conn is not None:
-                await self._release(conn)
+                if stored:
+                    self._keep(conn)
+                else:  # perhaps broken (or cancelled mid-statement): the pool resets it
+                    self._spawn(self._release(conn))
+            if stored:
+                self._start(1)  # a writer is free: it takes whatever is waiting
+            else:
+                # Not from here: each failing batch would nest the next one's start.
+                asyncio.get_running_loop().call_soon(self._start, 1)
+
+    def _keep(self, conn: PoolConnectionProxy) -> None:
+        loop = asyncio.get_running_loop()
+        self._idle.append((loop.time(), conn))
+        if self._reaper is None:
+            self._reaper = loop.call_later(KEEP_CONNECTION, self._reap)
+
+    def _reap(self) -> None:
+        self._reaper = None
+        loop = asyncio.get_running_loop()
+        cutoff = loop.time() - KEEP_CONNECTION
+        # Oldest first: the most recently used connection is the one taken next.
+        while self._idle and self._idle[0][0] <= cutoff:
+            self._spawn(self._release(self._idle.pop(0)[1]))
+        if self._idle:
+            self._reaper = loop.call_at(self._idle[0][0] + KEEP_CONNECTION, self._reap)
 
     async def _release(self, conn: PoolConnectionProxy) -> None:
         with contextlib.suppress(Exception):
@@ -147,15 +193,14 @@ class GroupCommit:
         for waiting in batch:
             first.setdefault(waiting.delivery.delivery_id, waiting)
         new = await store.save_deliveries(conn, [(w.delivery, w.jobs) for w in first.values()])
-        # Queueing in Redis runs beside the next batch's commit instead of before it.
+        # Queueing in Redis runs beside the next batches' commits instead of before them.
         self._committed.append(_Committed(batch, first, new))
         self._committed_ready.set()
 
     async def _queue(self) -> None:
         while True:
-            # A lone committed batch waits for a commit under way, to share its push.
-            if not self._committed or (len(self._committed) == 1 and self._committing):
-                if self._writers_done and not self._committed:
+            if not self._committed:
+                if self._writes_done and not self._committed:
                     return
                 self._committed_ready.clear()
                 await self._committed_ready.wait()
@@ -163,7 +208,7 @@ class GroupCommit:
             done, self._committed = self._committed, []
             jobs = [job for c in done for job in c.new_jobs()]
             try:
-                queued = await push_jobs(self._redis, jobs)
+                queued = await push_jobs(self._enqueuer, jobs)
             except Exception:  # push_jobs reports failures itself; stored is what counts
                 queued = False
             for committed in done:
@@ -184,6 +229,14 @@ class _Committed:
             delivery_id = waiting.delivery.delivery_id
             is_new = self.first[delivery_id] is waiting and delivery_id in self.new
             _settle(waiting.answer, Saved(new=is_new, queued=queued or not waiting.jobs))
+
+
+def _eager_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A task that runs at once, up to its first wait (Python 3.12+), rather than after
+    everything already queued in the event loop."""
+    if sys.version_info >= (3, 12):
+        return asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
+    return asyncio.get_running_loop().create_task(coro)
 
 
 def _settle(answer: asyncio.Future[Saved], outcome: Saved | Exception) -> None:

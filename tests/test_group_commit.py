@@ -60,24 +60,69 @@ async def test_fifty_concurrent_posts_are_fifty_rows(
 async def test_a_redelivery_in_the_same_batch_is_stored_once(
     pool: asyncpg.Pool, redis: ArqRedis, batches: list[int]
 ) -> None:
+    lead, lead_jobs = parsed("issues/opened")
     first, jobs = parsed()
     other, other_jobs = parsed("issues/opened")
     group = GroupCommit(pool, redis, writers=1)
     try:
         outcomes = await asyncio.gather(
-            group.save(first, jobs), group.save(first, jobs), group.save(other, other_jobs)
+            group.save(lead, lead_jobs),  # stored at once; the others wait for it
+            group.save(first, jobs),
+            group.save(first, jobs),
+            group.save(other, other_jobs),
         )
     finally:
         await group.close()
-    assert batches == [2]  # one statement, the repeated id sent once
+    assert batches == [1, 2]  # then one statement, the repeated id sent once
     assert outcomes == [
+        Saved(new=True, queued=True),
         Saved(new=True, queued=True),
         Saved(new=False, queued=True),
         Saved(new=True, queued=True),
     ]
-    assert await pool.fetchval("SELECT count(*) FROM deliveries") == 2
-    assert await pool.fetchval("SELECT count(*) FROM jobs") == 2
-    assert await redis.zcard("arq:queue") == 2
+    assert await pool.fetchval("SELECT count(*) FROM deliveries") == 3
+    assert await pool.fetchval("SELECT count(*) FROM jobs") == 3
+    assert await redis.zcard("arq:queue") == 3
+
+
+async def test_batches_start_while_later_deliveries_are_still_arriving(
+    pool: asyncpg.Pool, redis: ArqRedis, batches: list[int]
+) -> None:
+    """Requests that arrive together are parsed in one event-loop turn. The first is
+    stored at once, and each further four start a batch as soon as they are there, so
+    PostgreSQL works while the rest are parsed: not one batch after the last is parsed."""
+    sent: list[int] = []  # how many saves had been called when each statement was sent
+    calls = 0
+    save = store.save_deliveries
+
+    async def noting(db: Any, batch: Sequence[Any]) -> set[str]:
+        sent.append(calls)
+        return await save(db, batch)
+
+    store.save_deliveries = noting  # type: ignore[assignment]  # under the batches fixture's
+    group = GroupCommit(pool, redis, writers=4, start_at=4)
+
+    async def save_one() -> Saved:
+        nonlocal calls
+        calls += 1
+        return await group.save(*parsed())
+
+    try:
+        # The first time, writers wait for new connections; they keep them for a second.
+        await asyncio.gather(*(save_one() for _ in range(13)))
+        await asyncio.sleep(0.1)
+        batches.clear(), sent.clear()
+        calls = 0
+        answers = await asyncio.gather(*(save_one() for _ in range(11)))
+    finally:
+        await group.close()
+        store.save_deliveries = save  # type: ignore[assignment]
+    assert all(a.new and a.queued for a in answers)
+    assert batches == [1, 4, 4, 2]
+    # Each statement went out during the save that completed its batch; the last two,
+    # fewer than four, went out at the end of that event-loop turn.
+    assert sent[:3] == [1, 5, 9]
+    assert await pool.fetchval("SELECT count(*) FROM deliveries") == 13 + 11
 
 
 async def test_concurrent_redeliveries_over_http_get_one_202(
@@ -212,17 +257,19 @@ async def test_batches_committed_together_share_one_redis_push(
 
     async def counting(client: Any, jobs: Sequence[JobRequest]) -> bool:
         pushes.append(len(jobs))
+        if len(pushes) == 1:
+            await asyncio.sleep(0.2)  # a slow round trip: the other batches commit meanwhile
         return await push(client, jobs)
 
     monkeypatch.setattr(group_commit, "push_jobs", counting)
-    group = GroupCommit(pool, redis, max_batch=4, writers=2)
+    group = GroupCommit(pool, redis, max_batch=4, writers=2, start_at=4)
     saves = [group.save(*parsed()) for _ in range(40)]
     answers = await asyncio.wait_for(asyncio.gather(*saves), 10)
     await group.close()
     assert all(a.new and a.queued for a in answers)
-    # Ten batches of four; batches committed while a push or another commit is under
-    # way share a push, so pushes are fewer than batches, and every job is queued once.
-    assert sum(pushes) == 40 and len(pushes) < 10
+    # Eleven batches (one, then fours, the last of three); the batches committed while
+    # the first push was under way shared the next one, and every job was queued once.
+    assert sum(pushes) == 40 and pushes[0] <= 4 < pushes[1]
     assert await redis.zcard("arq:queue") == 40
 
 
@@ -241,7 +288,7 @@ async def test_a_failed_commit_does_not_hold_back_the_other_writers_push(
         return await save(db, batch)
 
     monkeypatch.setattr(store, "save_deliveries", second_fails)
-    group = GroupCommit(pool, redis, max_batch=1, writers=2)
+    group = GroupCommit(pool, redis, max_batch=1, writers=2, start_at=1)
     first = asyncio.ensure_future(group.save(*parsed()))
     second = asyncio.ensure_future(group.save(*parsed()))
     assert (await asyncio.wait_for(first, 5)).queued

@@ -21,7 +21,7 @@ from arq.connections import ArqRedis
 from arq.constants import default_queue_name, in_progress_key_prefix
 
 from bot.embedded import free_port
-from bot.group_commit import WRITERS
+from bot.group_commit import START_AT, WRITERS
 from tests.fakes import deliveries
 from tests.fakes.chaos import Chaos, calls
 from tests.fakes.github import FakeGitHub
@@ -147,8 +147,10 @@ async def test_the_web_process_finishes_requests_in_flight_on_sigterm(
 
             posts = [asyncio.create_task(post(d)) for d in sent]
             deadline = time.monotonic() + 30
-            # Group commit: each writer's batch waits on the lock, the rest queue behind.
-            while await inserts_waiting(pool) < min(len(sent), WRITERS):
+            # Group commit: the first delivery's batch waits on the lock, then a batch of
+            # each START_AT more (up to WRITERS batches); the rest queue behind.
+            batches = min(WRITERS, 1 + (len(sent) - 1) // START_AT)
+            while await inserts_waiting(pool) < batches:
                 assert time.monotonic() < deadline, "the requests never reached the database"
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)  # let every request reach the server, not a check
