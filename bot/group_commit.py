@@ -28,10 +28,10 @@ MAX_BATCH = 64
 # A connection idle this long (seconds) goes back to the pool.
 KEEP_CONNECTION = 1.0
 # Batches stored at the same time, each on its own connection.
-WRITERS = 4
+WRITERS = 2
 # While a batch is being stored, new deliveries wait until there are this many, a writer
 # is done, or the event loop's turn ends, before the next batch starts.
-START_AT = 4
+START_AT = 8
 
 
 @dataclass(frozen=True)
