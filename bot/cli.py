@@ -123,7 +123,7 @@ def run_worker(args: argparse.Namespace) -> int:
     ):
         asyncio.run(db.migrate_url(database_url))
         settings = _with_services(settings, database_url, redis_url)
-        asyncio.set_event_loop(asyncio.new_event_loop())
+        asyncio.set_event_loop(_event_loop())
         arq_run_worker(
             WorkerSettings,  # type: ignore[arg-type]
             redis_settings=redis_settings(redis_url),

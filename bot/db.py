@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+import simdjson
 
 from bot.logs import kv
 
@@ -20,7 +21,7 @@ _MIGRATION_LOCK = 0x70757070
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json_text, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=json_text, decoder=json_value, schema="pg_catalog")
 
 
 def json_text(value: Any) -> str:
@@ -36,6 +37,17 @@ def json_text(value: Any) -> str:
     return text.decode()
 
 
+def json_value(text: bytes | str) -> Any:
+    """A JSON document's value, as ``json.loads`` reads it, in half its time (simdjson:
+    100 vs 203 µs for a 28 KB payload). The json module reads what simdjson refuses and
+    a stored delivery body can hold (NaN, integers beyond 64 bits, lone surrogates).
+    Not orjson: it reads an integer beyond 64 bits as a float, without a word."""
+    try:
+        return simdjson.Parser().parse(text, True)
+    except (ValueError, RuntimeError):
+        return json.loads(text)
+
+
 def _without_nul(value: Any) -> Any:
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd")
@@ -46,9 +58,24 @@ def _without_nul(value: Any) -> Any:
     return value
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to undo when a connection goes back to the pool.
+
+    asyncpg's default reset is one more round trip per release (advisory locks, cursors,
+    LISTEN, settings): about an eighth of a worker's CPU per job. Nothing here leaves
+    such state behind; the one session advisory lock (``migrate``) is released
+    explicitly, and a transaction left open is still rolled back by the pool.
+    """
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        reset=_keep_session,
+        command_timeout=30,
     )
     assert pool is not None
     return pool
@@ -80,7 +107,11 @@ async def migrate(pool: asyncpg.Pool) -> list[str]:
                 log.info("migration applied", extra=kv(migration=name))
                 applied.append(name)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+            try:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+            except BaseException:
+                conn.terminate()  # the lock goes with the session, not back to the pool
+                raise
     return applied
 
 

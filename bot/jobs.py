@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from bot import status, store
+from bot.db import json_value
 from bot.integrations.errors import NotRetryable
 from bot.logs import kv
 from bot.outputs.base import Comment, Item, Kind, Link, Output
@@ -62,7 +62,7 @@ async def load_payload(ctx: Ctx, delivery_id: str | None) -> dict[str, Any] | No
     if not delivery_id:
         return None
     row = await store.load_delivery(ctx["pool"], delivery_id)
-    return json.loads(row.body) if row is not None else None
+    return json_value(row.body) if row is not None else None
 
 
 async def load_item(

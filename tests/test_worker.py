@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import math
 from typing import Any
 
 import asyncpg
@@ -96,6 +98,31 @@ async def test_retention_keeps_the_newest_and_every_unfinished(
     assert (await runner.sweep(ctx))["pruned"] == 2
     kept = {r["delivery_id"] for r in await pool.fetch("SELECT delivery_id FROM deliveries")}
     assert kept == {first, *done[-3:]}
+
+
+async def test_pooled_connections_come_back_without_the_migration_lock(
+    pool: asyncpg.Pool, service_urls: tuple[str, str]
+) -> None:
+    """Pooled connections are not reset on release (a round trip each), so migrate must
+    give its session lock back itself: another session can take it at once."""
+    for _ in range(3):  # every pooled connection has run migrate at least once
+        await asyncio.gather(db.migrate(pool), db.migrate(pool))
+    other = await asyncpg.connect(service_urls[0])
+    try:
+        assert await other.fetchval("SELECT pg_try_advisory_lock($1)", db._MIGRATION_LOCK)
+    finally:
+        await other.close()
+
+
+def test_stored_bodies_are_read_like_the_json_module_reads_them() -> None:
+    assert db.json_value(b'{"a": [1, "x"], "b": null}') == {"a": [1, "x"], "b": None}
+    # What orjson refuses but the web process accepts (through the json module).
+    assert math.isnan(db.json_value(b'{"n": NaN}')["n"])
+    assert (
+        db.json_value(b'{"big": 123456789012345678901234567890}')["big"]
+        == 123456789012345678901234567890
+    )
+    assert db.json_value('{"s": "\\ud800"}') == {"s": "\ud800"}
 
 
 async def test_migrations_are_idempotent(pool: asyncpg.Pool) -> None:
