@@ -77,9 +77,9 @@ class GroupCommit:
         self._writing = 0  # batches between being taken and their outcome
         self._start_soon: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        # Connections kept between batches (no pool round trip and reset query per
-        # batch), with when each was last used; one idle for KEEP_CONNECTION goes back, so
-        # health checks and admin queries on a small pool never wait behind idle writers.
+        # Connections kept between batches (no pool round trip per batch), with when each
+        # was last used; one idle for KEEP_CONNECTION goes back, so health checks and
+        # admin queries on a small pool never wait behind idle writers.
         self._idle: list[tuple[float, PoolConnectionProxy]] = []
         self._reaper: asyncio.TimerHandle | None = None
         self._closing = False

@@ -4,6 +4,7 @@ after its batch is committed (real PostgreSQL and Redis)."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -119,9 +120,10 @@ async def test_batches_start_while_later_deliveries_are_still_arriving(
         store.save_deliveries = save  # type: ignore[assignment]
     assert all(a.new and a.queued for a in answers)
     assert batches == [1, 4, 4, 2]
-    # Each statement went out during the save that completed its batch; the last two,
-    # fewer than four, went out at the end of that event-loop turn.
-    assert sent[:3] == [1, 5, 9]
+    if sys.version_info >= (3, 12):  # eager tasks; before, each waits for the loop's turn
+        # Each statement went out during the save that completed its batch; the last two,
+        # fewer than four, went out at the end of that event-loop turn.
+        assert sent[:3] == [1, 5, 9]
     assert await pool.fetchval("SELECT count(*) FROM deliveries") == 13 + 11
 
 
