@@ -93,7 +93,7 @@ async def _run_recorded(
         log.warning("job has no record; not run", extra=kv(**fields))
         return "unknown job"
     assert row is not None
-    job_ctx = {**ctx, "steps": await store.job_steps(pool, job_id)}
+    job_ctx = {**ctx, "steps": store.job_steps(row)}
     try:
         async with asyncio.timeout(ctx.get("try_timeout", TRY_TIMEOUT)):
             outcome = await fn(job_ctx, **kwargs)

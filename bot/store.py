@@ -185,17 +185,24 @@ async def claim_job(db: asyncpg.Pool, job_id: str) -> tuple[str, asyncpg.Record 
 
     Returns ("run", row), ("finished", None), ("waiting", None) or ("unknown", None).
     Every job about one item thus runs alone and in arrival (id) order, across any
-    number of worker processes.
+    number of worker processes. The row also holds the job's recorded ``steps`` (a
+    JSON object of step to link), in the same round trip.
     """
     row = await db.fetchrow(
         """
-        UPDATE jobs SET status = 'running', tries = tries + 1, updated_at = now()
-        WHERE job_id = $1 AND status IN ('queued', 'running')
-          AND NOT EXISTS (
-              SELECT 1 FROM jobs earlier
-              WHERE earlier.item_key = jobs.item_key AND earlier.id < jobs.id
-                AND earlier.status IN ('queued', 'running'))
-        RETURNING *
+        WITH claimed AS (
+            UPDATE jobs SET status = 'running', tries = tries + 1, updated_at = now()
+            WHERE job_id = $1 AND status IN ('queued', 'running')
+              AND NOT EXISTS (
+                  SELECT 1 FROM jobs earlier
+                  WHERE earlier.item_key = jobs.item_key AND earlier.id < jobs.id
+                    AND earlier.status IN ('queued', 'running'))
+            RETURNING *
+        )
+        SELECT claimed.*,
+               (SELECT coalesce(jsonb_object_agg(step, link), '{}'::jsonb)
+                FROM job_steps WHERE job_steps.job_id = claimed.job_id) AS steps
+        FROM claimed
         """,
         job_id,
     )
@@ -241,9 +248,9 @@ async def finish_job(
     )
 
 
-async def job_steps(db: asyncpg.Pool, job_id: str) -> dict[str, Link | None]:
-    rows = await db.fetch("SELECT step, link FROM job_steps WHERE job_id = $1", job_id)
-    return {r["step"]: Link(**r["link"]) if r["link"] else None for r in rows}
+def job_steps(claimed: asyncpg.Record) -> dict[str, Link | None]:
+    """The steps recorded for a claimed job (``claim_job``'s row)."""
+    return {step: Link(**link) if link else None for step, link in claimed["steps"].items()}
 
 
 async def record_step(db: asyncpg.Pool, job_id: str, step: str, link: Link | None) -> None:
