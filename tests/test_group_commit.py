@@ -87,7 +87,7 @@ async def test_a_redelivery_in_the_same_batch_is_stored_once(
 
 
 async def test_batches_start_while_later_deliveries_are_still_arriving(
-    pool: asyncpg.Pool, redis: ArqRedis, batches: list[int]
+    pool: asyncpg.Pool, redis: ArqRedis, batches: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Requests that arrive together are parsed in one event-loop turn. The first is
     stored at once, and each further four start a batch as soon as they are there, so
@@ -100,7 +100,7 @@ async def test_batches_start_while_later_deliveries_are_still_arriving(
         sent.append(calls)
         return await save(db, batch)
 
-    store.save_deliveries = noting  # type: ignore[assignment]  # under the batches fixture's
+    monkeypatch.setattr(store, "save_deliveries", noting)  # wraps the batches fixture's
     group = GroupCommit(pool, redis, writers=4, start_at=4)
 
     async def save_one() -> Saved:
@@ -112,12 +112,12 @@ async def test_batches_start_while_later_deliveries_are_still_arriving(
         # The first time, writers wait for new connections; they keep them for a second.
         await asyncio.gather(*(save_one() for _ in range(13)))
         await asyncio.sleep(0.1)
-        batches.clear(), sent.clear()
+        batches.clear()
+        sent.clear()
         calls = 0
         answers = await asyncio.gather(*(save_one() for _ in range(11)))
     finally:
         await group.close()
-        store.save_deliveries = save  # type: ignore[assignment]
     assert all(a.new and a.queued for a in answers)
     assert batches == [1, 4, 4, 2]
     if sys.version_info >= (3, 12):  # eager tasks; before, each waits for the loop's turn
@@ -259,11 +259,24 @@ async def test_batches_committed_together_share_one_redis_push(
 
     async def counting(client: Any, jobs: Sequence[JobRequest]) -> bool:
         pushes.append(len(jobs))
-        if len(pushes) == 1:
-            await asyncio.sleep(0.2)  # a slow round trip: the other batches commit meanwhile
+        if len(pushes) == 1:  # a slow round trip: two more batches commit meanwhile
+            await asyncio.wait_for(three_committed.wait(), 10)
         return await push(client, jobs)
 
+    committed = 0
+    three_committed = asyncio.Event()
+    save = store.save_deliveries
+
+    async def committing(db: Any, batch: Sequence[Any]) -> set[str]:
+        nonlocal committed
+        new = await save(db, batch)
+        committed += 1
+        if committed == 3:
+            three_committed.set()
+        return new
+
     monkeypatch.setattr(group_commit, "push_jobs", counting)
+    monkeypatch.setattr(store, "save_deliveries", committing)
     group = GroupCommit(pool, redis, max_batch=4, writers=2, start_at=4)
     saves = [group.save(*parsed()) for _ in range(40)]
     answers = await asyncio.wait_for(asyncio.gather(*saves), 10)
