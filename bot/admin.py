@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from arq.connections import ArqRedis
 from gidgethub import sansio
 
 from bot import store
+from bot.db import json_value
 from bot.integrations.github import GitHubClient
 from bot.queue import JobPlan, JobRequest, forget_results, item_key, push_jobs
 from bot.routers import router
@@ -33,7 +33,7 @@ async def replay_delivery(pool: asyncpg.Pool, redis: ArqRedis, delivery_id: str)
         delivery_id,
     )
     plan = JobPlan(delivery_id, prefix=f"{delivery_id}:replay{replays + 1}")
-    event = sansio.Event(json.loads(row.body), event=row.event, delivery_id=delivery_id)
+    event = sansio.Event(json_value(row.body), event=row.event, delivery_id=delivery_id)
     await router.dispatch(event, queue=plan)
     await store.save_jobs(pool, delivery_id, plan.jobs)
     await push_jobs(redis, plan.jobs)
