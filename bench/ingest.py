@@ -114,6 +114,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--keep-data", action="store_true", help="keep the benchmark's rows")
     parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the Python that runs web, bare and the worker: a virtualenv's bin/python with "
+        "this project installed (default: this one; see bench/build-python)",
+    )
+    parser.add_argument(
         "--json", type=Path, default=None, help="where to write results (default bench/results/)"
     )
     args = parser.parse_args(argv)
@@ -219,7 +225,7 @@ class Run:
 def bench_web(run: Run) -> Result:
     port = free_port()
     env = {**run.service_env(), "PORT": str(port)}
-    child = Child("web", [sys.executable, "-m", "bot", "web"], env, RESULTS / "web.log")
+    child = Child("web", [run.args.python, "-m", "bot", "web"], env, RESULTS / "web.log")
     try:
         result = run.measure(
             "web",
@@ -236,7 +242,7 @@ def bench_web(run: Run) -> Result:
 
 def bench_bare(run: Run) -> Result:
     port = free_port()
-    argv = [sys.executable, str(BENCH / "bare_web.py"), "--port", str(port)]
+    argv = [run.args.python, str(BENCH / "bare_web.py"), "--port", str(port)]
     child = Child("bare", argv, dict(os.environ), RESULTS / "bare.log")
     try:
         return run.measure(
@@ -364,7 +370,7 @@ async def _unfinished(database_url: str, prefix: str) -> int:
 
 def drain_worker(run: Run, prefix: str) -> dict[str, Any]:
     total = asyncio.run(_unfinished(run.database_url, prefix))
-    argv = [sys.executable, "-m", "bot", "worker"]
+    argv = [run.args.python, "-m", "bot", "worker"]
     child = Child("worker", argv, run.service_env(), RESULTS / "worker.log")
     started = time.monotonic()
     remaining = total
@@ -411,7 +417,20 @@ async def clean_up(run: Run) -> None:
 # -- report ------------------------------------------------------------------------------
 
 
-def versions() -> dict[str, str]:
+def python_build(python: str) -> str:
+    """``python``'s version, and whether it was configured with PGO and LTO as Heroku's
+    Pythons are (a distribution may add them its own way, which this does not see)."""
+    probe = (
+        "import platform, sysconfig; c = sysconfig.get_config_var('CONFIG_ARGS') or ''; "
+        "f = [n for n, o in (('PGO', '--enable-optimizations'), ('LTO', '--with-lto')) if o in c]; "
+        "print(platform.python_version(), '+'.join(f) or 'no PGO/LTO configure flags')"
+    )
+    done = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=False)
+    version, _, build = done.stdout.strip().partition(" ")
+    return f"{version} ({build})" if done.returncode == 0 and version else "?"
+
+
+def versions(python: str) -> dict[str, str]:
     def output(*argv: str) -> str:
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
@@ -436,7 +455,7 @@ def versions() -> dict[str, str]:
         "cpus": str(os.cpu_count()),
         "cpu": cpu,
         "memory": f"{memory_kib / 1024 / 1024:.1f} GiB",
-        "python": platform.python_version(),
+        "python": python_build(python),
         "node": output("node", "--version"),
         "wrk": output("wrk", "--version").split(" [")[0],
         "probot": probot_version(),
@@ -451,7 +470,7 @@ def print_summary(
     print(
         f"Ingest at {args.connections} connections, signed pull_request.opened of "
         f"{body_size:,} bytes, {args.duration:g} s after {args.warmup:g} s warm-up "
-        f"(wrk, {args.threads} thread), {os.cpu_count()} cores"
+        f"(wrk, {args.threads} thread), {os.cpu_count()} cores, Python {python_build(args.python)}"
     )
     header = (
         f"{'target':<44}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'non-2xx':>8}{'errors':>7}"
@@ -536,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "run_id": run_id,
         "args": {k: v for k, v in vars(args).items() if k != "json"},
-        "machine": versions(),
+        "machine": versions(args.python),
         "body_bytes": body_size,
         "results": {
             name: {
