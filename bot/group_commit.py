@@ -1,10 +1,16 @@
 """Group commit: deliveries that arrive together are stored in one statement, then queued.
 
 Each request waits for the commit of the batch its delivery is in before it is answered,
-so a 2xx still means the delivery is in PostgreSQL; one round trip and one commit (and
-one Redis round trip for the jobs) serve every delivery of the batch. Nothing waits on a
-timer: a lone delivery is stored at once, and batches grow only when deliveries arrive
-faster than a commit takes. Up to WRITERS batches are stored at the same time.
+so a 2xx still means the delivery is in PostgreSQL; one round trip and one commit serve
+every delivery of the batch. Nothing waits on a timer: a lone delivery is stored at once,
+and batches grow only when deliveries arrive faster than a commit takes. Up to WRITERS
+batches are stored at the same time.
+
+The jobs of committed batches go to Redis right after, in one round trip for all the
+batches committed meanwhile, while their requests are being answered: PostgreSQL is the
+record of what must run (a transactional outbox), and the worker's sweep queues whatever
+Redis did not get. Waiting for Redis before answering kept the web process idle for
+about a tenth of its time at 16 connections (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -35,16 +41,10 @@ START_AT = 8
 
 
 @dataclass(frozen=True)
-class Saved:
-    new: bool  # False: the delivery id was stored before (a redelivery): nothing was done
-    queued: bool  # its jobs are in Redis (False: the worker's sweep queues them later)
-
-
-@dataclass(frozen=True)
 class _Waiting:
     delivery: Delivery
     jobs: Sequence[JobRequest]
-    answer: asyncio.Future[Saved]
+    answer: asyncio.Future[bool]
 
 
 class GroupCommit:
@@ -84,21 +84,25 @@ class GroupCommit:
         self._idle: list[tuple[float, PoolConnectionProxy]] = []
         self._reaper: asyncio.TimerHandle | None = None
         self._closing = False
-        # Committed batches waiting for their jobs to be queued: one Redis round trip
-        # takes every batch committed while the previous one was under way.
-        self._committed: list[_Committed] = []
+        # Jobs of committed batches, waiting to be queued: one Redis round trip takes all
+        # the jobs committed while the previous one was under way.
+        self._committed: list[JobRequest] = []
         self._committed_ready = asyncio.Event()
+        self._all_queued = asyncio.Event()  # nothing committed is waiting for Redis
+        self._all_queued.set()
         self._writes_done = False
         self._queuer = asyncio.create_task(self._queue())
 
-    async def save(self, delivery: Delivery, jobs: Sequence[JobRequest]) -> Saved:
-        """Store the delivery with its jobs, then queue the jobs (see ``Saved``).
+    async def save(self, delivery: Delivery, jobs: Sequence[JobRequest]) -> bool:
+        """Store the delivery with its jobs; its jobs are queued in Redis right after.
 
-        Raises what storing raised (the whole batch failed: nothing of it is stored).
+        Returns True once stored, False if its delivery id was stored before (a
+        redelivery: nothing is done). Raises what storing raised (the whole batch failed:
+        nothing of it is stored).
         """
         if self._closing:
             raise RuntimeError("the web process is stopping")
-        answer: asyncio.Future[Saved] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(delivery, jobs, answer))
         # A lone delivery is stored at once; beside a batch under way, it waits for a few
         # more, a writer to be done, or the end of this event-loop turn.
@@ -108,6 +112,11 @@ class GroupCommit:
         # A request that goes away (client gone) cancels only its own answer, never the
         # batch: a task owns the commit, and settling a cancelled answer is a no-op.
         return await answer
+
+    async def queued(self) -> None:
+        """Wait until the jobs of every batch committed so far have been handed to Redis
+        (or Redis failed them: the worker's sweep queues those)."""
+        await self._all_queued.wait()
 
     async def close(self) -> None:
         """Store and queue what is waiting, then give the connections back."""
@@ -194,8 +203,14 @@ class GroupCommit:
         for waiting in batch:
             first.setdefault(waiting.delivery.delivery_id, waiting)
         new = await store.save_deliveries(conn, [(w.delivery, w.jobs) for w in first.values()])
-        # Queueing in Redis runs beside the next batches' commits instead of before them.
-        self._committed.append(_Committed(batch, first, new))
+        for waiting in batch:
+            delivery_id = waiting.delivery.delivery_id
+            is_new = first[delivery_id] is waiting and delivery_id in new
+            _settle(waiting.answer, is_new)
+            if is_new and waiting.jobs:
+                self._committed.extend(waiting.jobs)
+                self._all_queued.clear()
+        # Queueing in Redis runs beside the answers and the next batches' commits.
         self._committed_ready.set()
 
     async def _queue(self) -> None:
@@ -206,29 +221,12 @@ class GroupCommit:
                 self._committed_ready.clear()
                 await self._committed_ready.wait()
                 continue
-            done, self._committed = self._committed, []
-            jobs = [job for c in done for job in c.new_jobs()]
-            # False when Redis failed (push_jobs logs it; it never raises): stored is what
-            # counts, and the worker's sweep queues the jobs later.
-            queued = await push_jobs(self._enqueuer, jobs)
-            for committed in done:
-                committed.answer(queued)
-
-
-@dataclass(frozen=True)
-class _Committed:
-    batch: list[_Waiting]
-    first: dict[str, _Waiting]  # the first request of each delivery id in the batch
-    new: set[str]  # the delivery ids stored now (not before)
-
-    def new_jobs(self) -> list[JobRequest]:
-        return [j for d, w in self.first.items() if d in self.new for j in w.jobs]
-
-    def answer(self, queued: bool) -> None:
-        for waiting in self.batch:
-            delivery_id = waiting.delivery.delivery_id
-            is_new = self.first[delivery_id] is waiting and delivery_id in self.new
-            _settle(waiting.answer, Saved(new=is_new, queued=queued or not waiting.jobs))
+            jobs, self._committed = self._committed, []
+            # False when Redis failed (push_jobs logs it; it never raises): the jobs are
+            # stored, and the worker's sweep queues them once Redis answers again.
+            await push_jobs(self._enqueuer, jobs)
+            if not self._committed:
+                self._all_queued.set()
 
 
 def _eager_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -239,7 +237,7 @@ def _eager_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
     return asyncio.get_running_loop().create_task(coro)
 
 
-def _settle(answer: asyncio.Future[Saved], outcome: Saved | Exception) -> None:
+def _settle(answer: asyncio.Future[bool], outcome: bool | Exception) -> None:
     with contextlib.suppress(asyncio.InvalidStateError):
         if isinstance(outcome, Exception):
             answer.set_exception(outcome)

@@ -94,7 +94,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
         # (the handlers only plan), so one item's deliveries are stored as they arrived;
         # deliveries about other items still share a commit.
         async with request.app[ITEM_ORDER].hold(items):
-            saved = await request.app[GROUP_COMMIT].save(delivery, plan.jobs)
+            new = await request.app[GROUP_COMMIT].save(delivery, plan.jobs)
     except _DB_DOWN as exc:
         log.error(
             "delivery not stored",
@@ -109,19 +109,15 @@ async def receive_webhook(request: web.Request) -> web.Response:
         repo=delivery.repository,
         jobs=len(plan.jobs),
     )
-    if not saved.new:
+    if not new:
         log.info("delivery duplicate", extra=fields)
         return json_response({"status": "duplicate", "delivery": delivery.delivery_id})
     log.info("delivery accepted", extra=fields)
     if delivery.event == "ping":
         return json_response({"status": "pong", "delivery": delivery.delivery_id})
+    # Stored: its jobs go to Redis right after this answer (the sweep's, if Redis is down).
     return json_response(
-        {
-            "status": "accepted",
-            "delivery": delivery.delivery_id,
-            "jobs": len(plan.jobs),
-            "queued": saved.queued,
-        },
+        {"status": "accepted", "delivery": delivery.delivery_id, "jobs": len(plan.jobs)},
         status=202,
     )
 

@@ -6,18 +6,19 @@ import dataclasses
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
 from arq.connections import ArqRedis
 
 from bot import db, embedded
 from bot.config import Settings
 from bot.queue import connect_redis
-from bot.web import create_app
+from bot.web import GROUP_COMMIT, create_app
 from tests.support import ADMIN_TOKEN, OLD_SECRET, SECRET
 
 # The fake outside APIs (one module each) and their fixtures.
@@ -89,11 +90,29 @@ def settings(service_urls: tuple[str, str], tmp_path: Path) -> Settings:
     )
 
 
+@web.middleware
+async def answer_once_queued(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The web process answers once a delivery is stored, and its jobs reach Redis just
+    after; tests that run a worker right after an answer need them there already."""
+    response = await handler(request)
+    if GROUP_COMMIT in request.app:
+        await request.app[GROUP_COMMIT].queued()
+    return response
+
+
+def app_for_tests(settings: Settings, pool: asyncpg.Pool, redis: ArqRedis) -> web.Application:
+    app = create_app(settings, pool=pool, redis=redis)
+    app.middlewares.append(answer_once_queued)
+    return app
+
+
 @pytest.fixture
 async def client(
     aiohttp_client: Any, settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
 ) -> Any:
-    return await aiohttp_client(create_app(settings, pool=pool, redis=redis))
+    return await aiohttp_client(app_for_tests(settings, pool, redis))
 
 
 @pytest.fixture
@@ -104,10 +123,10 @@ def make_client(
 
     async def make(**changes: Any) -> Any:
         connections = {k: changes.pop(k) for k in ("pool", "redis") if k in changes}
-        app = create_app(
+        app = app_for_tests(
             dataclasses.replace(settings, **changes),
-            pool=connections.get("pool", pool),
-            redis=connections.get("redis", redis),
+            connections.get("pool", pool),
+            connections.get("redis", redis),
         )
         return await aiohttp_client(app)
 

@@ -259,8 +259,7 @@ async def test_redis_down_still_accepts_and_loses_nothing(
     headers, body = delivery("pull_request/opened")
     response = await client.post("/webhooks", data=body, headers=headers)
     assert response.status == 202
-    assert (await response.json())["queued"] is False
-    assert await pool.fetchval("SELECT status FROM jobs") == "queued"
+    assert await pool.fetchval("SELECT status FROM jobs") == "queued"  # for the sweep
     health = await client.get("/healthz")
     assert health.status == 503
     assert (await health.json())["redis"].startswith("down")
