@@ -20,17 +20,20 @@ UNFINISHED = ("queued", "running")
 # One statement for any number of deliveries with their jobs: a delivery and its jobs
 # land together or not at all, and a delivery id seen before inserts nothing. Everything
 # but the bodies travels as one JSON text that PostgreSQL takes apart (jsonb_to_recordset):
-# one C call to encode here instead of a dozen arrays of Python values.
+# one C call to encode here instead of a dozen arrays of Python values. The bodies travel
+# end to end in one bytea, each row saying where its own is: asyncpg encodes a bytea[]
+# element by element, about 20 µs more a batch.
 _SAVE_DELIVERIES = """
 WITH given AS (
     SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS d(
         n int, delivery_id text, event text, action text, repository text,
-        installation_id bigint, sender text, headers jsonb, body_encoding text)
+        installation_id bigint, sender text, headers jsonb, body_encoding text,
+        body_from int, body_length int)
 ), new AS (
     INSERT INTO deliveries (delivery_id, event, action, repository, installation_id, sender,
                             headers, body, body_encoding)
     SELECT delivery_id, event, action, repository, installation_id, sender, headers,
-           ($2::bytea[])[n], body_encoding
+           substring($2::bytea FROM body_from FOR body_length), body_encoding
     FROM given ORDER BY n
     ON CONFLICT (delivery_id) DO NOTHING
     RETURNING delivery_id
@@ -61,6 +64,7 @@ async def save_deliveries(
         first.setdefault(delivery.delivery_id, (delivery, delivery_jobs))
     deliveries: list[dict[str, Any]] = []
     bodies: list[bytes] = []
+    body_from = 1  # where the next body starts in the joined bodies (SQL counts from 1)
     jobs: list[dict[str, Any]] = []
     for n, (delivery, delivery_jobs) in enumerate(first.values(), start=1):
         body, encoding = encode_body(delivery.body)
@@ -76,8 +80,11 @@ async def save_deliveries(
                 "sender": delivery.sender,
                 "headers": delivery.headers,
                 "body_encoding": encoding,
+                "body_from": body_from,
+                "body_length": len(body),
             }
         )
+        body_from += len(body)
         for job in delivery_jobs:
             jobs.append(
                 {
@@ -89,7 +96,9 @@ async def save_deliveries(
                     "kwargs": job.kwargs,
                 }
             )
-    rows = await db.fetch(_SAVE_DELIVERIES, json_text(deliveries), bodies, json_text(jobs))
+    rows = await db.fetch(
+        _SAVE_DELIVERIES, json_text(deliveries), b"".join(bodies), json_text(jobs)
+    )
     return {r["delivery_id"] for r in rows}
 
 
