@@ -115,7 +115,8 @@ async def receive_webhook(request: web.Request) -> web.Response:
     log.info("delivery accepted", extra=fields)
     if delivery.event == "ping":
         return json_response({"status": "pong", "delivery": delivery.delivery_id})
-    # Stored: its jobs go to Redis right after this answer (the sweep's, if Redis is down).
+    # Stored; its jobs go to Redis right after this answer (if Redis is down, the
+    # worker's sweep queues them once it is back).
     return json_response(
         {"status": "accepted", "delivery": delivery.delivery_id, "jobs": len(plan.jobs)},
         status=202,
