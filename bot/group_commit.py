@@ -84,14 +84,10 @@ class GroupCommit:
         self._idle: list[tuple[float, PoolConnectionProxy]] = []
         self._reaper: asyncio.TimerHandle | None = None
         self._closing = False
-        # Jobs of committed batches, waiting to be queued: one Redis round trip takes all
-        # the jobs committed while the previous one was under way.
+        # Jobs of committed batches waiting for Redis, and the task queueing them while
+        # there are any: one round trip takes all the jobs committed during the previous.
         self._committed: list[JobRequest] = []
-        self._committed_ready = asyncio.Event()
-        self._all_queued = asyncio.Event()  # nothing committed is waiting for Redis
-        self._all_queued.set()
-        self._writes_done = False
-        self._queuer = asyncio.create_task(self._queue())
+        self._queuer: asyncio.Task[None] | None = None
 
     async def save(self, delivery: Delivery, jobs: Sequence[JobRequest]) -> bool:
         """Store the delivery with its jobs; its jobs are queued in Redis right after.
@@ -116,7 +112,8 @@ class GroupCommit:
     async def queued(self) -> None:
         """Wait until the jobs of every batch committed so far have been handed to Redis
         (or Redis failed them: the worker's sweep queues those)."""
-        await self._all_queued.wait()
+        while self._queuer is not None:
+            await asyncio.wait([self._queuer])
 
     async def close(self) -> None:
         """Store and queue what is waiting, then give the connections back."""
@@ -129,9 +126,7 @@ class GroupCommit:
             self._reaper.cancel()
         idle, self._idle = self._idle, []
         await asyncio.gather(*(self._release(conn) for _, conn in idle))
-        self._writes_done = True
-        self._committed_ready.set()
-        await self._queuer
+        await self.queued()
         await self._enqueuer.close()
 
     def _start_waiting(self) -> None:
@@ -207,26 +202,21 @@ class GroupCommit:
             delivery_id = waiting.delivery.delivery_id
             is_new = first[delivery_id] is waiting and delivery_id in new
             _settle(waiting.answer, is_new)
-            if is_new and waiting.jobs:
+            if is_new:
                 self._committed.extend(waiting.jobs)
-                self._all_queued.clear()
         # Queueing in Redis runs beside the answers and the next batches' commits.
-        self._committed_ready.set()
+        if self._committed and self._queuer is None:
+            self._queuer = asyncio.get_running_loop().create_task(self._queue())
 
     async def _queue(self) -> None:
-        while True:
-            if not self._committed:
-                if self._writes_done:
-                    return
-                self._committed_ready.clear()
-                await self._committed_ready.wait()
-                continue
-            jobs, self._committed = self._committed, []
-            # False when Redis failed (push_jobs logs it; it never raises): the jobs are
-            # stored, and the worker's sweep queues them once Redis answers again.
-            await push_jobs(self._enqueuer, jobs)
-            if not self._committed:
-                self._all_queued.set()
+        try:
+            while self._committed:
+                jobs, self._committed = self._committed, []
+                # False when Redis failed (push_jobs logs it; it never raises): the jobs
+                # are stored, and the worker's sweep queues them once Redis is back.
+                await push_jobs(self._enqueuer, jobs)
+        finally:
+            self._queuer = None
 
 
 def _eager_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
