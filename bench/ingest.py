@@ -430,7 +430,7 @@ def python_build(python: str) -> str:
     return f"{version} ({build})" if done.returncode == 0 and version else "?"
 
 
-def versions(python: str) -> dict[str, str]:
+def versions(interpreter: str) -> dict[str, str]:
     def output(*argv: str) -> str:
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
@@ -455,7 +455,7 @@ def versions(python: str) -> dict[str, str]:
         "cpus": str(os.cpu_count()),
         "cpu": cpu,
         "memory": f"{memory_kib / 1024 / 1024:.1f} GiB",
-        "python": python_build(python),
+        "python": interpreter,
         "node": output("node", "--version"),
         "wrk": output("wrk", "--version").split(" [")[0],
         "probot": probot_version(),
@@ -463,14 +463,18 @@ def versions(python: str) -> dict[str, str]:
 
 
 def print_summary(
-    run: Run, results: dict[str, Result], worker: dict[str, Any] | None, body_size: int
+    run: Run,
+    results: dict[str, Result],
+    worker: dict[str, Any] | None,
+    body_size: int,
+    interpreter: str,
 ) -> None:
     args = run.args
     print()
     print(
         f"Ingest at {args.connections} connections, signed pull_request.opened of "
         f"{body_size:,} bytes, {args.duration:g} s after {args.warmup:g} s warm-up "
-        f"(wrk, {args.threads} thread), {os.cpu_count()} cores, Python {python_build(args.python)}"
+        f"(wrk, {args.threads} thread), {os.cpu_count()} cores, Python {interpreter}"
     )
     header = (
         f"{'target':<44}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'non-2xx':>8}{'errors':>7}"
@@ -551,11 +555,12 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(clean_up(run))
     if not args.keep_data:
         shutil.rmtree(services_dir, ignore_errors=True)
-    print_summary(run, results, worker, body_size)
+    interpreter = python_build(args.python)
+    print_summary(run, results, worker, body_size, interpreter)
     record = {
         "run_id": run_id,
         "args": {k: v for k, v in vars(args).items() if k != "json"},
-        "machine": versions(args.python),
+        "machine": versions(interpreter),
         "body_bytes": body_size,
         "results": {
             name: {
