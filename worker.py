@@ -5,9 +5,12 @@ from typing import Any, ClassVar
 
 from arq import cron
 
-from bot.jobs import FUNCTIONS
-from bot.runner import ARQ_MAX_TRIES, JOB_TIMEOUT, shutdown, startup, sweep
-from bot.summary import CRON_HOUR_UTC, publish_summary
+from bot.config import DEFAULT_WORKER_JOB_TIMEOUT, DEFAULT_WORKER_MAX_JOBS
+from bot.worker.context import shutdown, startup
+from bot.worker.jobs import FUNCTIONS
+from bot.worker.retry import ARQ_MAX_TRIES
+from bot.worker.summary import CRON_HOUR_UTC, publish_summary
+from bot.worker.sweep import sweep
 
 
 class WorkerSettings:
@@ -21,6 +24,6 @@ class WorkerSettings:
     on_startup = startup
     on_shutdown = shutdown
     max_tries = ARQ_MAX_TRIES
-    job_timeout = JOB_TIMEOUT
-    max_jobs = 50
+    job_timeout = DEFAULT_WORKER_JOB_TIMEOUT
+    max_jobs = DEFAULT_WORKER_MAX_JOBS
     keep_result = 3600

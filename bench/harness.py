@@ -22,7 +22,8 @@ from pathlib import Path
 
 import asyncpg
 
-from bot import db, embedded
+from bot import embedded
+from bot.store import pool as db
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"

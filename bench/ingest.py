@@ -51,10 +51,10 @@ from harness import (
     wrk_available,
 )
 
-from bot.cli import read_fixture
+from bot.cli.receive import read_fixture
 from bot.embedded import free_port
-from bot.ingest import signature_for
-from bot.queue import connect_redis
+from bot.queue.redis_client import connect_redis
+from bot.web.ingest import signature_for
 
 FIXTURE = BENCH.parent / "fixtures" / "pull_request" / "opened.json"
 PROBOT_DIR = BENCH / "probot"

@@ -36,9 +36,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # the fakes live in tests/
 
-from bot import db, embedded  # noqa: E402
+from bot import embedded  # noqa: E402
 from bot.embedded import free_port  # noqa: E402
-from bot.status import MARKER  # noqa: E402
+from bot.store import pool as db  # noqa: E402
+from bot.worker.status import MARKER  # noqa: E402
 from tests.fakes import deliveries  # noqa: E402
 from tests.fakes.deliveries import Sent  # noqa: E402
 from tests.fakes.github import _KEY, TEST_PRIVATE_PEM, FakeGitHub  # noqa: E402

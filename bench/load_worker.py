@@ -11,7 +11,7 @@ from pathlib import Path
 # The repository first: its worker.py (arq's settings), not bench/worker.py, is `worker`.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.__main__ import main
+from bot.cli.main import main
 from bot.integrations import trello
 from bot.integrations.ratelimit import Window
 

@@ -42,8 +42,8 @@ sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 import harness  # noqa: E402
 import load  # noqa: E402  (puts the repository on sys.path for bot/ and tests/)
 
-from bot import db  # noqa: E402
 from bot.embedded import free_port  # noqa: E402
+from bot.store import pool as db  # noqa: E402
 from tests.fakes import deliveries  # noqa: E402
 from tests.service_processes import worker_env  # noqa: E402
 from tests.support import SECRET  # noqa: E402

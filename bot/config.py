@@ -12,7 +12,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Each default once: Settings' fields and from_env both use these.
 DEFAULT_DATA_DIR = Path(".data")
+DEFAULT_PORT = 8080
+DEFAULT_STORED_EVENT_LIMIT = 100  # as the old service
+DEFAULT_WORKER_MAX_JOBS = 50
+DEFAULT_WORKER_JOB_TIMEOUT = 600  # seconds, as the old service
+DEFAULT_OUTPUTS = ("trello",)
+DEFAULT_GITHUB_API_URL = "https://api.github.com"
+DEFAULT_TRELLO_API_URL = "https://api.trello.com"
+DEFAULT_TZ = "UTC"
+
+
+@dataclass(frozen=True)
+class PoolSizes:
+    """Most PostgreSQL connections each kind of process opens."""
+
+    web: int
+    worker: int
+    cli: int
+
+
+POOL_SIZES = PoolSizes(web=20, worker=20, cli=4)
 JIRA_PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PRIVATE_KEY|API_KEY|_KEY)$")
 _TRUE = {"1", "true", "yes", "on"}
@@ -38,21 +59,21 @@ class Settings:
     database_url: str | None = field(default=None, repr=False, metadata={"secret": True})
     redis_url: str | None = field(default=None, repr=False, metadata={"secret": True})
     data_dir: Path = DEFAULT_DATA_DIR
-    port: int = 8080
+    port: int = DEFAULT_PORT
     admin_token: str = _secret()
-    stored_event_limit: int = 100
-    # Worker (SPEC §8): jobs run at once per worker process, and arq's job timeout.
-    worker_max_jobs: int = 50
-    worker_job_timeout: int = 600
-    outputs: tuple[str, ...] = ("trello",)
+    stored_event_limit: int = DEFAULT_STORED_EVENT_LIMIT
+    # Worker: jobs run at once per worker process, and arq's job timeout.
+    worker_max_jobs: int = DEFAULT_WORKER_MAX_JOBS
+    worker_job_timeout: int = DEFAULT_WORKER_JOB_TIMEOUT
+    outputs: tuple[str, ...] = DEFAULT_OUTPUTS
     outputs_explicit: bool = False  # GITHUB_EVENT_OUTPUTS was set (not the default)
-    # GitHub (SPEC §3)
-    github_api_url: str = "https://api.github.com"
+    # GitHub (docs/github.md)
+    github_api_url: str = DEFAULT_GITHUB_API_URL
     github_app_id: str = ""
     github_private_key: str = _secret()
     github_token: str = _secret()
-    # Trello (SPEC §5)
-    trello_api_url: str = "https://api.trello.com"
+    # Trello (docs/trello.md)
+    trello_api_url: str = DEFAULT_TRELLO_API_URL
     trello_app_key: str = _secret()
     trello_user_token: str = _secret()
     trello_target_list_id: str = ""
@@ -60,14 +81,14 @@ class Settings:
     trello_set_target_response_time: bool = False
     trello_finished_list_id: str = ""
     archive_card: bool = False
-    tz: str = "UTC"
-    # Jira (SPEC §6)
+    tz: str = DEFAULT_TZ
+    # Jira (docs/jira.md)
     jira_site: str = ""
     jira_context_path: str = ""
     jira_username: str = ""
     jira_password: str = _secret()
     jira_token: str = _secret()
-    # Summary (SPEC §10)
+    # Summary (docs/summary.md)
     github_summary_gist_id: str = ""
     summary_template: str = ""
     # The whole environment, for outputs added as extensions: they read their own
@@ -86,18 +107,22 @@ class Settings:
             database_url=reader.text("DATABASE_URL") or None,
             redis_url=reader.text("REDIS_URL") or reader.text("REDIS_TLS_URL") or None,
             data_dir=Path(reader.text("PUPPET_WEBHOOKS_DATA_DIR") or DEFAULT_DATA_DIR),
-            port=reader.integer("PORT", 8080, minimum=1),
+            port=reader.integer("PORT", DEFAULT_PORT, minimum=1),
             admin_token=reader.text("ADMIN_TOKEN"),
-            stored_event_limit=reader.integer("STORED_EVENT_LIMIT", 100, minimum=1),
-            worker_max_jobs=reader.integer("WORKER_MAX_JOBS", 50, minimum=1),
-            worker_job_timeout=reader.integer("WORKER_JOB_TIMEOUT", 600, minimum=1),
-            outputs=reader.names("GITHUB_EVENT_OUTPUTS", ("trello",)),
+            stored_event_limit=reader.integer(
+                "STORED_EVENT_LIMIT", DEFAULT_STORED_EVENT_LIMIT, minimum=1
+            ),
+            worker_max_jobs=reader.integer("WORKER_MAX_JOBS", DEFAULT_WORKER_MAX_JOBS, minimum=1),
+            worker_job_timeout=reader.integer(
+                "WORKER_JOB_TIMEOUT", DEFAULT_WORKER_JOB_TIMEOUT, minimum=1
+            ),
+            outputs=reader.names("GITHUB_EVENT_OUTPUTS", DEFAULT_OUTPUTS),
             outputs_explicit="GITHUB_EVENT_OUTPUTS" in env,
-            github_api_url=reader.url("GITHUB_API_URL", "https://api.github.com"),
+            github_api_url=reader.url("GITHUB_API_URL", DEFAULT_GITHUB_API_URL),
             github_app_id=reader.text("GITHUB_APP_ID"),
             github_private_key=reader.private_key(),
             github_token=reader.text("GITHUB_TOKEN"),
-            trello_api_url=reader.url("TRELLO_API_URL", "https://api.trello.com"),
+            trello_api_url=reader.url("TRELLO_API_URL", DEFAULT_TRELLO_API_URL),
             trello_app_key=reader.text("TRELLO_APP_KEY"),
             trello_user_token=reader.text("TRELLO_USER_TOKEN"),
             trello_target_list_id=reader.text("TRELLO_TARGET_LIST_ID"),
@@ -154,12 +179,9 @@ class Settings:
 REQUIREMENTS = {
     "webhook_secret": "GITHUB_WEBHOOK_SECRET is not set: the web process verifies every "
     "delivery's X-Hub-Signature-256 with it (generate one with `python -m bot secret`)",
-    "jira": "the Jira output needs JIRA_SITE and either JIRA_TOKEN (Data Center personal "
-    "access token) or JIRA_USERNAME + JIRA_PASSWORD (Cloud e-mail + API token)",
 }
 _REQUIREMENT_CHECKS = {
     "webhook_secret": lambda s: bool(s.webhook_secrets),
-    "jira": lambda s: bool(s.jira_site and (s.jira_token or (s.jira_username and s.jira_password))),
 }
 
 
@@ -223,12 +245,12 @@ class _Reader:
     def timezone(self, name: str) -> str:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-        raw = self.text(name) or "UTC"
+        raw = self.text(name) or DEFAULT_TZ
         try:
             ZoneInfo(raw.lstrip(":"))
         except (ZoneInfoNotFoundError, ValueError):
             self.problems.append(f"{name} is not a known time zone (got {raw!r})")
-            return "UTC"
+            return DEFAULT_TZ
         return raw.lstrip(":")
 
     def private_key(self) -> str:

@@ -15,10 +15,11 @@ import pytest
 from aiohttp import web
 from arq.connections import ArqRedis
 
-from bot import db, embedded
+from bot import embedded
 from bot.config import Settings
-from bot.queue import connect_redis
-from bot.web import GROUP_COMMIT, create_app
+from bot.queue.redis_client import connect_redis
+from bot.store import pool as db
+from bot.web.app import GROUP_COMMIT, create_app
 from tests.support import ADMIN_TOKEN, OLD_SECRET, SECRET
 
 # The fake outside APIs (one module each) and their fixtures.

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from arq.worker import Worker
 
-from bot.cli import read_fixture, signed_request
+from bot.cli.receive import read_fixture, signed_request
 from bot.config import Settings
-from bot.queue import connect_redis
-from bot.runner import shutdown, startup
+from bot.queue.redis_client import connect_redis
+from bot.worker.context import shutdown, startup
 from worker import WorkerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +94,17 @@ async def run_worker(settings: Settings, pool: Any, redis: Any = None, **overrid
     finally:
         await worker.close()
     return worker
+
+
+@contextlib.asynccontextmanager
+async def worker_ctx(settings: Settings, pool: Any, redis: Any) -> AsyncIterator[dict[str, Any]]:
+    """arq's ctx after a worker's startup, for calling a job function directly."""
+    ctx: dict[str, Any] = {"settings": settings, "pool": pool, "redis": redis}
+    await startup(ctx)
+    try:
+        yield ctx
+    finally:
+        await shutdown(ctx)
 
 
 async def bot(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

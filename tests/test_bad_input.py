@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.ingest import signature_for
 from bot.logs import KeyValueFormatter
+from bot.web.ingest import signature_for
 from tests.support import ADMIN_TOKEN, OLD_SECRET, SECRET
 
 HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80)

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bot.__main__ import build_parser
+from bot.cli.main import build_parser
 from tests.support import FIXTURES, SECRET, bot
 
 

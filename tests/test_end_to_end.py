@@ -9,9 +9,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bot import projects
 from bot.config import Settings
-from bot.status import MARKER
+from bot.store import projects
+from bot.worker.status import MARKER
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
 from tests.fakes.trello import FakeTrello

@@ -1,4 +1,4 @@
-"""GitHub access (SPEC §3) and the status comment (SPEC §7), against a fake GitHub."""
+"""GitHub access and the status comment, against a fake GitHub."""
 
 from __future__ import annotations
 
@@ -11,16 +11,19 @@ import aiohttp
 import asyncpg
 import pytest
 from arq import Retry
+from arq.connections import ArqRedis
 
-from bot import runner
 from bot.config import Settings
 from bot.integrations.errors import NotRetryable
 from bot.integrations.github import TOKEN_RENEW_MARGIN, GitHubClient
+from bot.model import Item, Link
 from bot.outputs import REGISTRY, Registration
-from bot.outputs.base import Item, Link, Services
-from bot.status import MARKER
+from bot.outputs.base import Services
+from bot.worker.context import worker_context
+from bot.worker.jobs import sync_pull_request
+from bot.worker.status import MARKER
 from tests.fakes.github import APP_ID, TEST_PRIVATE_PEM, FakeGitHub
-from tests.support import delivery, run_worker
+from tests.support import delivery, run_worker, worker_ctx
 
 INSTALLATION = 31415926
 
@@ -238,22 +241,20 @@ async def test_no_comment_when_no_output_handled_the_pr(
 
 
 async def test_rate_limit_reschedules_the_job_to_the_reset_time(
-    make_client: Any, app_settings: Settings, fake_github: FakeGitHub, pool: asyncpg.Pool
+    make_client: Any,
+    app_settings: Settings,
+    fake_github: FakeGitHub,
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
 ) -> None:
     client = await make_client(**_changes(app_settings))
     await post(client, "pull_request/opened")
     job = await pool.fetchrow("SELECT job_id, kwargs FROM jobs")
-    ctx: dict[str, Any] = {"settings": app_settings, "pool": pool}
-    await runner.startup(ctx)
-    try:
-        await ctx["github"].installation_token(INSTALLATION)
+    async with worker_ctx(app_settings, pool, redis) as ctx:
+        await worker_context(ctx).github.installation_token(INSTALLATION)
         fake_github.rate_limit_next(1, reset_in=120)
         with pytest.raises(Retry) as caught:
-            from bot.jobs import sync_pull_request
-
             await sync_pull_request({**ctx, "job_id": job["job_id"], "job_try": 1}, **job["kwargs"])
-    finally:
-        await runner.shutdown(ctx)
     delay = (caught.value.defer_score or 0) / 1000
     assert 115 <= delay <= 125, delay
     row = await pool.fetchrow("SELECT status, failures, error FROM jobs")
@@ -269,7 +270,7 @@ def _changes(settings: Settings) -> dict[str, Any]:
 def test_status_text_names_failed_outputs_without_details() -> None:
     from datetime import UTC, datetime
 
-    from bot.status import render_status
+    from bot.worker.status import render_status
 
     card = Link("trello", "c1", "https://trello.com/c/AbCd1234", "Trello card")
     text = render_status([card], "merged", ["jira"], datetime(2026, 11, 30, 9, 5, tzinfo=UTC))

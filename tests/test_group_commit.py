@@ -12,10 +12,11 @@ import asyncpg
 import pytest
 from arq.connections import ArqRedis
 
-from bot import store
-from bot.group_commit import GroupCommit
-from bot.ingest import Delivery, parse_delivery
-from bot.queue import JobPlan, JobRequest
+from bot.model import Delivery, JobRequest
+from bot.routers.plan import JobPlan
+from bot.store import deliveries, jobs
+from bot.web.group_commit import GroupCommit
+from bot.web.ingest import parse_delivery
 from tests.support import SECRET, delivery
 
 
@@ -32,13 +33,13 @@ def parsed(name: str = "pull_request/opened", **changes: Any) -> tuple[Delivery,
 def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The size of every batch stored."""
     sizes: list[int] = []
-    save = store.save_deliveries
+    save = deliveries.save_deliveries
 
     async def counting(db: Any, batch: Sequence[Any]) -> set[str]:
         sizes.append(len(batch))
         return await save(db, batch)
 
-    monkeypatch.setattr(store, "save_deliveries", counting)
+    monkeypatch.setattr(deliveries, "save_deliveries", counting)
     return sizes
 
 
@@ -88,13 +89,13 @@ async def test_batches_start_while_later_deliveries_are_still_arriving(
     PostgreSQL works while the rest are parsed: not one batch after the last is parsed."""
     sent: list[int] = []  # how many saves had been called when each statement was sent
     calls = 0
-    save = store.save_deliveries
+    save = deliveries.save_deliveries
 
     async def noting(db: Any, batch: Sequence[Any]) -> set[str]:
         sent.append(calls)
         return await save(db, batch)
 
-    monkeypatch.setattr(store, "save_deliveries", noting)  # wraps the batches fixture's
+    monkeypatch.setattr(deliveries, "save_deliveries", noting)  # wraps the batches fixture's
     group = GroupCommit(pool, redis, writers=4, start_at=4)
 
     async def save_one() -> bool:
@@ -141,7 +142,7 @@ async def test_a_failed_batch_fails_every_request_in_it_with_503(
         calls.append(len(batch))
         raise asyncpg.exceptions.ConnectionDoesNotExistError("connection lost mid-batch")
 
-    monkeypatch.setattr(store, "save_deliveries", failing)
+    monkeypatch.setattr(deliveries, "save_deliveries", failing)
     requests = [delivery("pull_request/opened") for _ in range(20)]
     responses = await asyncio.gather(
         *(client.post("/webhooks", data=body, headers=headers) for headers, body in requests)
@@ -156,7 +157,7 @@ async def test_a_failed_batch_fails_every_request_in_it_with_503(
 async def test_a_closed_pool_fails_the_whole_batch(
     service_urls: tuple[str, str], redis: ArqRedis
 ) -> None:
-    from bot.db import create_pool
+    from bot.store.pool import create_pool
 
     closed = await create_pool(service_urls[0], min_size=0, max_size=1)
     await closed.close()
@@ -184,7 +185,9 @@ async def test_close_stores_what_is_waiting(pool: asyncpg.Pool, redis: ArqRedis)
 
 async def test_save_deliveries_stores_a_repeated_id_once(pool: asyncpg.Pool) -> None:
     first, jobs = parsed()
-    assert await store.save_deliveries(pool, [(first, jobs), (first, jobs)]) == {first.delivery_id}
+    assert await deliveries.save_deliveries(pool, [(first, jobs), (first, jobs)]) == {
+        first.delivery_id
+    }
     assert await pool.fetchval("SELECT count(*) FROM jobs") == 1
 
 
@@ -222,7 +225,7 @@ async def test_a_nul_in_a_payload_string_spoils_nothing(pool: asyncpg.Pool) -> N
     odd, odd_jobs = parsed(action="op\x00ened", sender__login="a\x00b")
     odd_jobs[0].kwargs["action"] = "op\x00ened"
     plain, plain_jobs = parsed()
-    new = await store.save_deliveries(pool, [(odd, odd_jobs), (plain, plain_jobs)])
+    new = await deliveries.save_deliveries(pool, [(odd, odd_jobs), (plain, plain_jobs)])
     assert new == {odd.delivery_id, plain.delivery_id}
     row = await pool.fetchrow(
         "SELECT action, sender FROM deliveries WHERE delivery_id = $1", odd.delivery_id
@@ -230,13 +233,13 @@ async def test_a_nul_in_a_payload_string_spoils_nothing(pool: asyncpg.Pool) -> N
     assert (row["action"], row["sender"]) == ("op\ufffdened", "a\ufffdb")
     kwargs = await pool.fetchval("SELECT kwargs FROM jobs WHERE delivery_id = $1", odd.delivery_id)
     assert kwargs["action"] == "op\ufffdened"
-    stored = await store.load_delivery(pool, odd.delivery_id)
+    stored = await deliveries.load_delivery(pool, odd.delivery_id)
     assert stored is not None and stored.body == odd.body
 
 
 async def test_batched_jobs_keep_the_order_of_their_deliveries(pool: asyncpg.Pool) -> None:
     batch = [parsed() for _ in range(20)]
-    await store.save_deliveries(pool, batch)
+    await deliveries.save_deliveries(pool, batch)
     rows = await pool.fetch("SELECT job_id FROM jobs ORDER BY id")
     assert [r["job_id"] for r in rows] == [jobs[0].job_id for _, jobs in batch]
     rows = await pool.fetch("SELECT delivery_id FROM deliveries ORDER BY id")
@@ -246,7 +249,7 @@ async def test_batched_jobs_keep_the_order_of_their_deliveries(pool: asyncpg.Poo
 async def test_batches_committed_together_share_one_redis_push(
     pool: asyncpg.Pool, redis: ArqRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot import group_commit
+    from bot.web import group_commit
 
     pushes: list[int] = []
     push = group_commit.push_jobs
@@ -259,7 +262,7 @@ async def test_batches_committed_together_share_one_redis_push(
 
     committed = 0
     three_committed = asyncio.Event()
-    save = store.save_deliveries
+    save = deliveries.save_deliveries
 
     async def committing(db: Any, batch: Sequence[Any]) -> set[str]:
         nonlocal committed
@@ -270,7 +273,7 @@ async def test_batches_committed_together_share_one_redis_push(
         return new
 
     monkeypatch.setattr(group_commit, "push_jobs", counting)
-    monkeypatch.setattr(store, "save_deliveries", committing)
+    monkeypatch.setattr(deliveries, "save_deliveries", committing)
     group = GroupCommit(pool, redis, max_batch=4, writers=2, start_at=4)
     saves = [group.save(*parsed()) for _ in range(40)]
     answers = await asyncio.wait_for(asyncio.gather(*saves), 10)
@@ -287,7 +290,7 @@ async def test_a_stored_delivery_is_answered_without_waiting_for_redis(
 ) -> None:
     """PostgreSQL is the record of what must run: the answer comes once the delivery is
     stored, and its jobs reach Redis right after (``queued`` waits for that)."""
-    from bot import group_commit
+    from bot.web import group_commit
 
     redis_answers = asyncio.Event()
     push = group_commit.push_jobs
@@ -313,7 +316,7 @@ async def test_a_stored_delivery_is_answered_without_waiting_for_redis(
 async def test_a_failed_commit_does_not_hold_back_the_other_writers_jobs(
     pool: asyncpg.Pool, redis: ArqRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    save = store.save_deliveries
+    save = deliveries.save_deliveries
     calls = 0
 
     async def second_fails(db: Any, batch: Sequence[Any]) -> set[str]:
@@ -324,7 +327,7 @@ async def test_a_failed_commit_does_not_hold_back_the_other_writers_jobs(
             raise asyncpg.exceptions.ConnectionDoesNotExistError("lost")
         return await save(db, batch)
 
-    monkeypatch.setattr(store, "save_deliveries", second_fails)
+    monkeypatch.setattr(deliveries, "save_deliveries", second_fails)
     group = GroupCommit(pool, redis, max_batch=1, writers=2, start_at=1)
     first = asyncio.ensure_future(group.save(*parsed()))
     second = asyncio.ensure_future(group.save(*parsed()))
@@ -339,7 +342,7 @@ async def test_a_failed_commit_does_not_hold_back_the_other_writers_jobs(
 async def test_a_nul_in_a_replayed_jobs_values_is_stored_too(pool: asyncpg.Pool) -> None:
     """The same rule for jobs stored apart from a delivery (replays, imports)."""
     job = JobRequest("sync_issue", "r:sync_issue:0", "a#1", {"action": "op\x00ened"})
-    assert await store.save_jobs(pool, None, [job]) == {"r:sync_issue:0"}
+    assert await jobs.save_jobs(pool, None, [job]) == {"r:sync_issue:0"}
     kwargs = await pool.fetchval("SELECT kwargs FROM jobs WHERE job_id = 'r:sync_issue:0'")
     assert kwargs == {"action": "op\ufffdened"}
 
@@ -348,10 +351,10 @@ async def test_each_delivery_of_a_batch_keeps_its_own_body(pool: asyncpg.Pool) -
     """The bodies of a batch travel joined in one bytea; each row takes back its own,
     compressed (1 KiB and more) or not, whatever its neighbours' sizes."""
     batch = [parsed("ping/ping"), parsed(), parsed("issues/opened"), parsed("ping/ping"), parsed()]
-    assert len(batch[0][0].body) < store.COMPRESS_FROM < len(batch[1][0].body)
-    await store.save_deliveries(pool, batch)
+    assert len(batch[0][0].body) < deliveries.COMPRESS_FROM < len(batch[1][0].body)
+    await deliveries.save_deliveries(pool, batch)
     for sent, _ in batch:
-        stored = await store.load_delivery(pool, sent.delivery_id)
+        stored = await deliveries.load_delivery(pool, sent.delivery_id)
         assert stored is not None and stored.body == sent.body
     encodings = await pool.fetch("SELECT body_encoding FROM deliveries ORDER BY id")
     assert [r["body_encoding"] for r in encodings] == [None, "lz4", "lz4", None, "lz4"]

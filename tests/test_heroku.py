@@ -20,7 +20,7 @@ from arq.connections import ArqRedis, create_pool
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.embedded import free_port
-from bot.queue import connect_redis, redis_settings
+from bot.queue.redis_client import connect_redis, redis_settings
 from tests.support import SECRET
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.ingest import (
+from bot.web.ingest import (
     MAX_BODY_BYTES,
     DeliveryError,
     parse_delivery,

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bot.config import ConfigError, Settings
+from bot.config import Settings
 from bot.integrations.errors import NotRetryable, RateLimited
 from bot.integrations.jira import SEARCH, SEARCH_JQL, JiraClient
+from bot.outputs import missing_settings
 from tests.fakes.jira import API_TOKEN, FakeJira
 
 BOTH = pytest.mark.parametrize("fake_jira", ["cloud", "datacenter"], indirect=True)
@@ -124,7 +125,13 @@ async def test_errors_name_the_problem_and_never_the_credentials(
         assert raised.value.status == 400 and "valid project is required" in str(raised.value)
 
 
-async def test_the_client_needs_a_site_and_credentials(settings: Settings) -> None:
-    async with aiohttp.ClientSession() as session:
-        with pytest.raises(ConfigError, match="JIRA_SITE"):
-            JiraClient(session, dataclasses.replace(settings, jira_site="https://x.example"))
+def test_the_jira_output_needs_a_site_and_credentials(settings: Settings) -> None:
+    assert missing_settings("jira", settings) == [
+        "JIRA_SITE",
+        "JIRA_TOKEN (or JIRA_USERNAME + JIRA_PASSWORD)",
+    ]
+    with_site = dataclasses.replace(settings, jira_site="https://x.example")
+    assert missing_settings("jira", with_site) == ["JIRA_TOKEN (or JIRA_USERNAME + JIRA_PASSWORD)"]
+    cloud = dataclasses.replace(with_site, jira_username="bot@x.example", jira_password="t0ken")
+    assert missing_settings("jira", cloud) == []
+    assert missing_settings("jira", dataclasses.replace(with_site, jira_token="pat")) == []

@@ -13,12 +13,13 @@ import aiohttp
 import asyncpg
 import pytest
 
-from bot import projects
 from bot.config import Settings
 from bot.integrations.errors import RateLimited
+from bot.model import Comment, Contributor, Item, Link
 from bot.outputs import REGISTRY, build_outputs, jira_text
-from bot.outputs.base import Comment, Contributor, Item, Link, Services
+from bot.outputs.base import Services
 from bot.outputs.jira import JiraOutput
+from bot.store import projects
 from tests.fakes.jira import FakeJira
 from tests.support import FIXTURES
 

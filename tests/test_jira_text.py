@@ -7,8 +7,8 @@ import re
 
 import pytest
 
+from bot.model import Contributor, Item
 from bot.outputs import jira_text
-from bot.outputs.base import Contributor, Item
 
 PR = Item(
     kind="pull_request",

@@ -13,8 +13,9 @@ from arq.connections import ArqRedis
 
 from bot.config import Settings
 from bot.integrations.errors import NotRetryable
+from bot.model import Item, Link
 from bot.outputs import REGISTRY, Registration
-from bot.outputs.base import Item, Link, Services
+from bot.outputs.base import Services
 from tests.fakes.github import APP_ID, TEST_PRIVATE_PEM, FakeGitHub
 from tests.support import FIXTURES, bot, delivery, run_worker
 

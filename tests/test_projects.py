@@ -7,8 +7,9 @@ import asyncio
 import asyncpg
 import pytest
 
-from bot import projects
-from bot.projects import InvalidProject, Project
+from bot.cli.admin import projects_table
+from bot.store import projects
+from bot.store.projects import InvalidProject, Project
 from tests.test_cli import bot
 
 
@@ -51,7 +52,7 @@ def test_bad_mappings_are_refused(
 
 
 def test_the_table_is_aligned() -> None:
-    table = projects.table(
+    table = projects_table(
         [
             Project("puppetlabs/puppet", "PUP", ("community", "triage"), ("Agent",)),
             Project("voxpupuli/puppet-nginx", "MODULES"),
@@ -62,7 +63,7 @@ def test_the_table_is_aligned() -> None:
         "puppetlabs/puppet       PUP      community, triage  Agent",
         "voxpupuli/puppet-nginx  MODULES  -                  -",
     ]
-    assert projects.table([]).startswith("no projects configured")
+    assert projects_table([]).startswith("no projects configured")
 
 
 async def test_the_cli_round_trip(service_urls: tuple[str, str], pool: asyncpg.Pool) -> None:

@@ -12,7 +12,9 @@ from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import deserialize_job
 from arq.worker import Worker, func
 
-from bot.queue import Enqueuer, JobRequest, connect_redis, enqueue_jobs, push_jobs
+from bot.model import JobRequest
+from bot.queue.arq_enqueue import Enqueuer, enqueue_jobs, push_jobs
+from bot.queue.redis_client import connect_redis
 
 Enqueue = Callable[[Sequence[JobRequest]], Awaitable[int]]
 

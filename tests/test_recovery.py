@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from bot.db import create_pool, migrate
+from bot.store.pool import create_pool, migrate
 from tests.support import delivery
 
 pgserver = pytest.importorskip("pgserver")

@@ -20,9 +20,9 @@ import asyncpg
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 
-from bot import projects
 from bot.config import Settings
-from bot.status import MARKER
+from bot.store import projects
+from bot.worker.status import MARKER
 from tests.fakes import deliveries
 from tests.fakes.chaos import Chaos, calls
 from tests.fakes.github import FakeGitHub

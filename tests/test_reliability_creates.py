@@ -15,13 +15,14 @@ import aiohttp
 import asyncpg
 import pytest
 
-from bot import projects
 from bot.config import Settings
 from bot.integrations.errors import Transient
+from bot.model import Contributor, Item
 from bot.outputs import jira as jira_output
-from bot.outputs.base import Contributor, Item, Services
+from bot.outputs.base import Services
 from bot.outputs.jira import JiraOutput, SearchNotCaughtUp
 from bot.outputs.trello import TrelloOutput
+from bot.store import projects
 from tests.fakes.chaos import Chaos, calls
 from tests.fakes.jira import FakeJira
 from tests.fakes.trello import FakeTrello, trello_settings

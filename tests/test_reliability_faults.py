@@ -21,12 +21,13 @@ import asyncpg
 import pytest
 from arq.connections import ArqRedis
 
-from bot import projects, retry
 from bot.config import Settings
 from bot.integrations import http, trello
 from bot.integrations.ratelimit import Window
 from bot.outputs import jira as jira_output
-from bot.status import MARKER
+from bot.store import projects
+from bot.worker import retry
+from bot.worker.status import MARKER
 from tests.fakes import deliveries
 from tests.fakes.chaos import KINDS, Chaos
 from tests.fakes.deliveries import Sent
@@ -81,7 +82,7 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Production's rules with short waits, and a client that gives up quickly.
 
     At a 20 % fault rate on every call a job of a dozen calls fails its 5 tries now and
-    then, and is recorded as failed as SPEC §8 wants (tests/test_retry.py covers that);
+    then, and is recorded as failed as docs/jobs.md says (tests/test_retry.py covers that);
     this test is about exactly-once effects, so its jobs get more tries.
     """
     monkeypatch.setattr(retry, "MAX_TRIES", 25)

@@ -1,4 +1,4 @@
-"""Events about one item take effect in the order GitHub sent them (SPEC §8), with two
+"""Events about one item take effect in the order GitHub sent them (docs/jobs.md), with two
 worker processes each running several jobs at once.
 
 Every pull request's deliveries are sent a millisecond apart, without waiting for the
@@ -16,9 +16,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bot import store
-from bot.ingest import parse_delivery
-from bot.queue import JobPlan, item_key
+from bot.model import item_key
+from bot.routers.plan import JobPlan
+from bot.store import deliveries as stored_deliveries
+from bot.web.ingest import parse_delivery
 from tests.fakes import deliveries
 from tests.fakes.deliveries import Sent
 from tests.fakes.github import FakeGitHub
@@ -171,6 +172,6 @@ async def test_a_batch_of_deliveries_is_stored_in_the_order_given(pool: asyncpg.
         plan = JobPlan(parsed.delivery_id)
         await plan.enqueue("sync_pull_request", item_key=item_key(deliveries.REPOSITORY, 9))
         batch.append((parsed, plan.jobs))
-    await store.save_deliveries(pool, batch)
+    await stored_deliveries.save_deliveries(pool, batch)
     stored = await pool.fetch("SELECT delivery_id FROM jobs ORDER BY id")
     assert [r["delivery_id"] for r in stored] == [d.delivery_id for d, _ in batch]

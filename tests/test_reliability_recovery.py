@@ -13,8 +13,9 @@ import asyncpg
 import pytest
 from arq.connections import ArqRedis
 
-from bot import retry, runner
 from bot.config import Settings
+from bot.worker import retry, sweep
+from bot.worker.sweep import sweep_once
 from tests.support import delivery, run_worker
 
 
@@ -25,17 +26,13 @@ async def post(client: Any, name: str = "pull_request/opened") -> str:
     return headers["X-GitHub-Delivery"]
 
 
-def sweep_ctx(settings: Settings, pool: asyncpg.Pool, redis: ArqRedis) -> dict[str, Any]:
-    return {"pool": pool, "redis": redis, "settings": settings}
-
-
 async def job_statuses(pool: asyncpg.Pool) -> list[str]:
     return [r["status"] for r in await pool.fetch("SELECT status FROM jobs ORDER BY id")]
 
 
 @pytest.fixture
 def sweep_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner, "SWEEP_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(sweep, "SWEEP_AFTER_SECONDS", 0.0)
 
 
 async def test_a_running_job_that_redis_lost_is_queued_again_once_stale(
@@ -45,13 +42,13 @@ async def test_a_running_job_that_redis_lost_is_queued_again_once_stale(
     # A worker took the job and was killed; then Redis restarted without its data.
     await pool.execute("UPDATE jobs SET status = 'running', tries = 1")
     await redis.flushdb()
-    ctx = sweep_ctx(settings, pool, redis)
-    assert (await runner.sweep(ctx))["requeued"] == 0  # a try may still be under way
-    stale = settings.worker_job_timeout + runner.STALE_MARGIN_SECONDS + 1
+    # A try may still be under way.
+    assert (await sweep_once(pool, redis, settings)).requeued == 0
+    stale = settings.worker_job_timeout + sweep.STALE_MARGIN_SECONDS + 1
     await pool.execute(
         "UPDATE jobs SET updated_at = now() - make_interval(secs => $1)", float(stale)
     )
-    assert (await runner.sweep(ctx))["requeued"] == 1
+    assert (await sweep_once(pool, redis, settings)).requeued == 1
     await run_worker(settings, pool)
     assert await job_statuses(pool) == ["done"]
 
@@ -63,7 +60,7 @@ async def test_a_job_arq_gave_up_on_is_queued_again(
     # arq drops a job once it has used its tries, and keeps its result for an hour.
     dropped = await run_worker(settings, pool, max_tries=0)
     assert dropped.jobs_failed == 1 and await job_statuses(pool) == ["queued"]
-    assert (await runner.sweep(sweep_ctx(settings, pool, redis)))["requeued"] == 1
+    assert (await sweep_once(pool, redis, settings)).requeued == 1
     worker = await run_worker(settings, pool)
     assert worker.jobs_complete == 1 and await job_statuses(pool) == ["done"]
 

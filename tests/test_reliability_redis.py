@@ -19,9 +19,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bot import embedded, runner
+from bot import embedded
 from bot.config import Settings
-from bot.queue import connect_redis
+from bot.queue.redis_client import connect_redis
+from bot.worker import sweep
+from bot.worker.sweep import sweep_once
 from tests.support import delivery, run_worker
 
 BATCH = ("pull_request/opened", "issues/opened", "issue_comment/created_on_pull_request")
@@ -69,7 +71,7 @@ async def test_redis_going_away_and_coming_back_empty_loses_nothing(
     pool: asyncpg.Pool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(runner, "SWEEP_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(sweep, "SWEEP_AFTER_SECONDS", 0.0)
     folder = tmp_path / "redis"
     services = embedded.start(folder, need_postgres=False)
     url = services.redis_url
@@ -90,12 +92,11 @@ async def test_redis_going_away_and_coming_back_empty_loses_nothing(
             worker_settings = dataclasses.replace(settings, redis_url=url)
             sweeper = connect_redis(url)
             try:
-                ctx = {"pool": pool, "redis": sweeper, "settings": worker_settings}
-                swept = await runner.sweep(ctx)
+                swept = await sweep_once(pool, sweeper, worker_settings)
             finally:
                 await sweeper.aclose()
             # What Redis lost and what never reached it; not what it holds again.
-            assert swept["requeued"] == len(before) + len(during)
+            assert swept.requeued == len(before) + len(during)
             worker = await run_worker(worker_settings, pool)
     finally:
         await web_redis.aclose()

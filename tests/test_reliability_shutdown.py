@@ -21,7 +21,7 @@ from arq.connections import ArqRedis
 from arq.constants import default_queue_name, in_progress_key_prefix
 
 from bot.embedded import free_port
-from bot.group_commit import START_AT, WRITERS
+from bot.web.group_commit import START_AT, WRITERS
 from tests.fakes import deliveries
 from tests.fakes.chaos import Chaos, calls
 from tests.fakes.github import FakeGitHub

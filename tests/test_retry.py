@@ -1,4 +1,4 @@
-"""Error classification and retry decisions (SPEC §8): pure functions, plain data."""
+"""Error classification and retry decisions (docs/jobs.md): pure functions, plain data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 import pytest
 
 from bot.integrations.errors import NotRetryable, RateLimited, Transient, classify
-from bot.retry import MAX_TRIES, backoff, decide
+from bot.worker.retry import MAX_TRIES, backoff, decide
 
 NOW = 1_800_000_000.0
 

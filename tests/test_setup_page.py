@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from aiohttp import web
 
-from bot import setup_page
 from bot.logs import KeyValueFormatter
+from bot.web import setup_page
 from tests.support import ADMIN_TOKEN, SECRET
 
 GOOD_CODE = "a1b2c3d4e5f60718293a"

@@ -10,7 +10,7 @@ import asyncpg
 
 from bot.config import Settings
 from bot.outputs.slack import missing_settings
-from bot.status import MARKER
+from bot.worker.status import MARKER
 from tests.fakes.github import APP_ID, TEST_PRIVATE_PEM, FakeGitHub
 from tests.fakes.slack import CHANNEL_ID, TOKEN, FakeSlack
 from tests.support import ROOT, delivery, run_worker

@@ -16,8 +16,13 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.integrations.trello import TrelloClient
-from bot.summary import CRON_HOUR_UTC, collect_cards, publish_summary
-from bot.summary_text import NO_SUMMARY
+from bot.worker.summary import (
+    CRON_HOUR_UTC,
+    collect_cards,
+    publish_configured_summary,
+    publish_summary,
+)
+from bot.worker.summary_text import NO_SUMMARY
 from tests.fakes.github import FakeGitHub
 from tests.fakes.trello import FakeTrello, trello_settings
 from tests.support import bot
@@ -314,7 +319,7 @@ async def test_the_cron_job_publishes_when_configured(
     trello: FakeTrello, fake_github: FakeGitHub, finished: str, session: aiohttp.ClientSession
 ) -> None:
     settings = cron_settings(trello, fake_github, trello_finished_list_id=finished)
-    outcome = await publish_summary({"settings": settings, "http": session})
+    outcome = await publish_configured_summary(settings, session)
     assert outcome == "published 4 card(s)"
     content = fake_github.gists[GIST]["files"]["SUMMARY.md"]["content"]
     assert content == expected(trello, published_time(content))
@@ -327,11 +332,11 @@ async def test_the_cron_job_does_nothing_when_unconfigured(
     session: aiohttp.ClientSession,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.summary")
+    caplog.set_level(logging.INFO, logger="bot.worker.summary")
     unset = cron_settings(trello, fake_github, github_summary_gist_id="")
     no_token = cron_settings(trello, fake_github, trello_finished_list_id=finished, github_token="")
     for settings in (unset, no_token, dataclasses.replace(unset, trello_finished_list_id="")):
-        assert await publish_summary({"settings": settings, "http": session}) == "not configured"
+        assert await publish_configured_summary(settings, session) == "not configured"
     assert trello.requests == [] and fake_github.requests == []
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         ("INFO", "summary not configured; skipped"),
@@ -350,12 +355,13 @@ async def test_a_failing_cron_run_is_logged_not_raised(
 ) -> None:
     settings = cron_settings(trello, fake_github, trello_finished_list_id=finished)
     fake_github.fail_next(1, 502)
-    outcome = await publish_summary({"settings": settings, "http": session})
+    outcome = await publish_configured_summary(settings, session)
     assert outcome == (
         "failed: cannot publish SUMMARY.md to gist abc: "
         "github: PATCH /gists/abc answered 502 (Server Error)"
     )
-    assert [r.getMessage() for r in caplog.records if r.name == "bot.summary"] == ["summary failed"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "bot.worker.summary"]
+    assert logged == ["summary failed"]
 
 
 def test_the_worker_runs_the_summary_daily_at_a_fixed_utc_hour() -> None:

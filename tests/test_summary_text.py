@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.integrations.trello import CardComment, ListedCard
-from bot.summary_text import (
+from bot.worker.summary_text import (
     NO_SUMMARY,
     OTHER_SECTION,
     TemplateProblem,
@@ -103,7 +103,7 @@ def test_titles_can_be_escaped_for_markdown() -> None:
 
 
 def test_the_default_template_with_no_cards() -> None:
-    text = (files("bot") / "templates" / "summary.md.j2").read_text()
+    text = (files("bot.worker") / "templates" / "summary.md.j2").read_text()
     rendered = render(compile_template(text, "default"), template_context([], NOW), "default")
     assert rendered == (
         "# Finished-card summary\n\n"

@@ -1,4 +1,4 @@
-"""The Trello output (SPEC §5) against the fake Trello and a real PostgreSQL."""
+"""The Trello output (docs/trello.md) against the fake Trello and a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ import aiohttp
 import asyncpg
 import pytest
 
-from bot.cli import read_fixture
+from bot.cli.receive import read_fixture
 from bot.config import ConfigError, Settings
 from bot.integrations.errors import Transient
 from bot.integrations.ratelimit import SlidingWindowLimiter
 from bot.integrations.trello import TRELLO_WINDOWS, TrelloClient
+from bot.model import Comment, Contributor, Item, Link
 from bot.outputs import REGISTRY, build_outputs
-from bot.outputs.base import Comment, Contributor, Item, Link, Services
+from bot.outputs.base import Services
 from bot.outputs.trello import TrelloOutput
 from bot.outputs.trello_text import MAX_TEXT, card_description
 from tests.fakes.clock import FakeClock
@@ -369,8 +370,11 @@ async def test_long_texts_are_cut_to_trellos_limit(services: Services, trello: F
 
 
 async def test_missing_configuration_is_named(services: Services) -> None:
+    unset = dataclasses.replace(
+        services.settings, trello_user_token="", trello_target_list_id="", outputs_explicit=True
+    )
     with pytest.raises(ConfigError) as caught:
-        make_output(services, trello_user_token="", trello_target_list_id="")
+        build_outputs(("trello",), dataclasses.replace(services, settings=unset))
     assert "TRELLO_USER_TOKEN" in str(caught.value)
     assert "TRELLO_TARGET_LIST_ID" in str(caught.value)
     assert "TRELLO_APP_KEY" not in str(caught.value)

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.integrations.trello import trello_date
-from bot.outputs.base import Comment, Contributor, Item
+from bot.model import Comment, Contributor, Item
 from bot.outputs.trello_text import (
     MAX_TEXT,
     TRUNCATED,

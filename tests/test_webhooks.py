@@ -1,4 +1,5 @@
-"""POST /webhooks through the real app, real PostgreSQL and real Redis: SPEC §2's answers."""
+"""POST /webhooks through the real app, real PostgreSQL and real Redis: the answers that
+docs/ingest.md promises."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import asyncpg
 import pytest
 from arq.connections import ArqRedis
 
-from bot import store
-from bot.ingest import MAX_BODY_BYTES, signature_for
-from bot.queue import connect_redis
+from bot.queue.redis_client import connect_redis
+from bot.store import deliveries
+from bot.web.ingest import MAX_BODY_BYTES, signature_for
 from tests.support import OLD_SECRET, SECRET, delivery, fixture_paths
 
 EXPECTED_JOBS = {
@@ -60,8 +61,8 @@ async def test_recorded_delivery_is_stored_and_queued(
     stored = await pool.fetchrow("SELECT * FROM deliveries WHERE delivery_id = $1", delivery_id)
     assert stored is not None
     # Larger bodies are kept lz4-compressed, small ones as sent; both read back as sent.
-    assert stored["body_encoding"] == ("lz4" if len(body) >= store.COMPRESS_FROM else None)
-    assert store.decode_body(stored["body"], stored["body_encoding"]) == body
+    assert stored["body_encoding"] == ("lz4" if len(body) >= deliveries.COMPRESS_FROM else None)
+    assert deliveries.decode_body(stored["body"], stored["body_encoding"]) == body
     if stored["body_encoding"]:
         assert len(stored["body"]) < len(body) / 2
     assert stored["event"] == headers["X-GitHub-Event"]
@@ -146,7 +147,7 @@ async def test_form_encoded_delivery_is_accepted(client: Any, pool: asyncpg.Pool
     response = await client.post("/webhooks", data=body, headers=headers)
     assert response.status == 202
     delivery_id = await pool.fetchval("SELECT delivery_id FROM deliveries")
-    stored = await store.load_delivery(pool, delivery_id)
+    stored = await deliveries.load_delivery(pool, delivery_id)
     assert stored is not None and json.loads(stored.body) == json.loads(document)
 
 
@@ -267,7 +268,7 @@ async def test_redis_down_still_accepts_and_loses_nothing(
 
 
 async def test_database_down_is_503(make_client: Any, service_urls: tuple[str, str]) -> None:
-    from bot.db import create_pool
+    from bot.store.pool import create_pool
 
     closed = await create_pool(service_urls[0], min_size=0, max_size=1)
     await closed.close()

@@ -10,9 +10,13 @@ from typing import Any
 import asyncpg
 from arq.connections import ArqRedis
 
-from bot import db, jobs, runner, store
-from bot.queue import connect_redis
-from tests.support import delivery, fixture_paths, run_worker
+from bot.jsonvalues import json_value
+from bot.queue.redis_client import connect_redis
+from bot.store import deliveries
+from bot.store import pool as db
+from bot.worker import jobs
+from bot.worker.sweep import sweep_once
+from tests.support import delivery, fixture_paths, run_worker, worker_ctx
 
 
 async def post(client: Any, name: str) -> str:
@@ -60,10 +64,14 @@ async def test_a_job_run_twice_is_recorded_once(
     delivery_id = await post(client, "pull_request/opened")
     await run_worker(settings, pool, redis)
     job_id = await pool.fetchval("SELECT job_id FROM jobs")
-    ctx = {"pool": pool, "job_id": job_id, "job_try": 2}
-    again = await jobs.sync_pull_request(
-        ctx, delivery_id=delivery_id, action="opened", repository="puppetlabs/puppet", number=8412
-    )
+    async with worker_ctx(settings, pool, redis) as ctx:
+        again = await jobs.sync_pull_request(
+            {**ctx, "job_id": job_id, "job_try": 2},
+            delivery_id=delivery_id,
+            action="opened",
+            repository="puppetlabs/puppet",
+            number=8412,
+        )
     assert again == "already finished"
     assert await pool.fetchval("SELECT tries FROM jobs") == 1
 
@@ -78,9 +86,9 @@ async def test_jobs_that_missed_redis_are_queued_by_the_sweep(
     await dead.aclose()
     await pool.execute("UPDATE jobs SET created_at = now() - interval '1 minute'")
     assert await redis.zcard("arq:queue") == 0
-    ctx = {"pool": pool, "redis": redis, "settings": settings}
-    assert (await runner.sweep(ctx))["requeued"] == 2
-    assert (await runner.sweep(ctx))["requeued"] == 0  # already in Redis: not queued twice
+    assert (await sweep_once(pool, redis, settings)).requeued == 2
+    # Already in Redis: not queued twice.
+    assert (await sweep_once(pool, redis, settings)).requeued == 0
     await run_worker(settings, pool, redis)
     assert await pool.fetchval("SELECT count(*) FROM jobs WHERE status = 'done'") == 2
 
@@ -90,12 +98,8 @@ async def test_retention_keeps_the_newest_and_every_unfinished(
 ) -> None:
     first = await post(client, "pull_request/opened")  # its job stays queued
     done = [await post(client, "ping/ping") for _ in range(5)]
-    ctx = {
-        "pool": pool,
-        "redis": redis,
-        "settings": dataclasses.replace(settings, stored_event_limit=3),
-    }
-    assert (await runner.sweep(ctx))["pruned"] == 2
+    keep_three = dataclasses.replace(settings, stored_event_limit=3)
+    assert (await sweep_once(pool, redis, keep_three)).pruned == 2
     kept = {r["delivery_id"] for r in await pool.fetch("SELECT delivery_id FROM deliveries")}
     assert kept == {first, *done[-3:]}
 
@@ -115,14 +119,14 @@ async def test_pooled_connections_come_back_without_the_migration_lock(
 
 
 def test_stored_bodies_are_read_like_the_json_module_reads_them() -> None:
-    assert db.json_value(b'{"a": [1, "x"], "b": null}') == {"a": [1, "x"], "b": None}
+    assert json_value(b'{"a": [1, "x"], "b": null}') == {"a": [1, "x"], "b": None}
     # What orjson refuses but the web process accepts (through the json module).
-    assert math.isnan(db.json_value(b'{"n": NaN}')["n"])
+    assert math.isnan(json_value(b'{"n": NaN}')["n"])
     assert (
-        db.json_value(b'{"big": 123456789012345678901234567890}')["big"]
+        json_value(b'{"big": 123456789012345678901234567890}')["big"]
         == 123456789012345678901234567890
     )
-    assert db.json_value('{"s": "\\ud800"}') == {"s": "\ud800"}
+    assert json_value('{"s": "\\ud800"}') == {"s": "\ud800"}
 
 
 async def test_migrations_are_idempotent(pool: asyncpg.Pool) -> None:
@@ -132,8 +136,8 @@ async def test_migrations_are_idempotent(pool: asyncpg.Pool) -> None:
 
 
 async def test_deliveries_can_be_saved_in_one_batch(pool: asyncpg.Pool) -> None:
-    from bot.ingest import parse_delivery
-    from bot.queue import JobPlan
+    from bot.routers.plan import JobPlan
+    from bot.web.ingest import parse_delivery
     from tests.support import SECRET
 
     batch = []
@@ -143,7 +147,7 @@ async def test_deliveries_can_be_saved_in_one_batch(pool: asyncpg.Pool) -> None:
         plan = JobPlan(parsed.delivery_id)
         await plan.enqueue("sync_pull_request", item_key="x#1")
         batch.append((parsed, plan.jobs))
-    new = await store.save_deliveries(pool, batch[:2])
+    new = await deliveries.save_deliveries(pool, batch[:2])
     assert len(new) == 2
-    assert await store.save_deliveries(pool, batch[2:]) == set()
+    assert await deliveries.save_deliveries(pool, batch[2:]) == set()
     assert await pool.fetchval("SELECT count(*) FROM jobs") == 2

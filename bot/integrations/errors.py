@@ -1,4 +1,4 @@
-"""What went wrong talking to an outside API, classified for the retry rules (SPEC §8)."""
+"""What went wrong talking to an outside API, classified for the retry rules (docs/jobs.md)."""
 
 from __future__ import annotations
 

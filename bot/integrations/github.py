@@ -19,7 +19,7 @@ from bot.config import Settings
 from bot.integrations.errors import NotRetryable
 from bot.integrations.http import Response, send
 from bot.logs import kv
-from bot.outputs.base import Contributor
+from bot.model import Contributor
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,6 @@ def _issue_path(key: str, *rest: str) -> str:
 
 class JiraClient:
     def __init__(self, session: aiohttp.ClientSession, settings: Settings) -> None:
-        settings.require("jira")
         self._session = session
         context = f"/{settings.jira_context_path}" if settings.jira_context_path else ""
         self.base_url = settings.jira_site + context

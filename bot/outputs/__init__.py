@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from bot.config import ConfigError, Settings
 from bot.logs import kv
 from bot.outputs import jira, slack, trello
-from bot.outputs.base import Comment, Contributor, Item, Link, Output, Services
+from bot.outputs.base import Output, Services
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,18 @@ def check_names(names: tuple[str, ...]) -> None:
         )
 
 
+def missing_settings(name: str, settings: Settings) -> list[str]:
+    """The variables output ``name`` needs that ``settings`` lack: the one place that
+    says what each output requires."""
+    return REGISTRY[name].missing(settings)
+
+
 def build_outputs(names: tuple[str, ...], services: Services) -> list[Output]:
     """The outputs GITHUB_EVENT_OUTPUTS names; an unconfigured one is skipped, loudly."""
     check_names(names)
     outputs = []
     for name in names:
-        missing = REGISTRY[name].missing(services.settings)
+        missing = missing_settings(name, services.settings)
         if missing and services.settings.outputs_explicit:
             raise ConfigError([f"{var} is not set: output {name} needs it" for var in missing])
         if missing:
@@ -65,22 +71,17 @@ def build_outputs(names: tuple[str, ...], services: Services) -> list[Output]:
 
 
 register("trello", trello.TrelloOutput, trello.missing_settings)
-
-
 register("jira", jira.JiraOutput, jira.missing_settings)
 register("slack", slack.SlackOutput, slack.missing_settings)
 
 
 __all__ = [
     "REGISTRY",
-    "Comment",
-    "Contributor",
-    "Item",
-    "Link",
     "Output",
     "Registration",
     "Services",
     "build_outputs",
     "check_names",
+    "missing_settings",
     "register",
 ]

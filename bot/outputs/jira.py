@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 import re
 
-from bot import links, projects
 from bot.config import Settings
 from bot.integrations.errors import RateLimited
 from bot.integrations.jira import SERVICE, JiraClient
+from bot.locks import KeyedLocks
 from bot.logs import kv
-from bot.ordering import KeyedLocks
+from bot.model import Comment, Item, Link
 from bot.outputs import jira_text
-from bot.outputs.base import Comment, Item, Link, Services
-from bot.projects import Project
+from bot.outputs.base import Services
+from bot.store import links, projects
+from bot.store.projects import Project
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class JiraOutput:
             if issue is not None:
                 # Its current key: the issue may have moved since the title was written.
                 return str(issue["key"])
-            log.info("title names no such Jira issue", extra=kv(issue=key, **_where(item)))
+            log.info("title names no such Jira issue", extra=kv(issue=key, item=item.key))
         return None
 
     async def _issue_by_webhooks_id(self, project: Project, item: Item) -> str | None:
@@ -158,7 +159,7 @@ class JiraOutput:
             fields["components"] = [{"name": name} for name in project.components]
         created = await self.client.create_issue(fields)
         key = str(created["key"])
-        log.info("jira issue created", extra=kv(issue=key, **_where(item)))
+        log.info("jira issue created", extra=kv(issue=key, item=item.key))
         return key
 
     async def _link_pull_request(self, key: str, item: Item, *, check_existing: bool) -> None:
@@ -180,7 +181,7 @@ class JiraOutput:
             return None
         row = await links.find(self._pool, NAME, item)
         if row is None:
-            log.info("no Jira issue linked to pull request", extra=kv(**_where(item)))
+            log.info("no Jira issue linked to pull request", extra=kv(item=item.key))
             return None
         key = str(row["external_id"])
         async with self._locks.hold([item.key]):
@@ -194,7 +195,3 @@ class JiraOutput:
 
 def _normalised(body: object) -> str:
     return str(body or "").replace("\r\n", "\n").strip()
-
-
-def _where(item: Item) -> dict[str, object]:
-    return {"repository": item.repository, "number": item.number}

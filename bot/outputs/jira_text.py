@@ -12,7 +12,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from bot.outputs.base import Contributor, Item
+from bot.model import Contributor, Item
 
 # Jira's limits, counted in Java chars (UTF-16 code units: an emoji counts twice).
 TEXT_LIMIT = 32_767

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot import links
 from bot.config import Settings
 from bot.integrations.slack import SlackClient
-from bot.outputs.base import Comment, Item, Link, Services
+from bot.model import Comment, Item, Link
+from bot.outputs.base import Services
+from bot.store import links
 
 NAME = "slack"
 LABEL = "Slack thread"

@@ -1,4 +1,4 @@
-"""Trello output: one card per pull request or issue, kept in step with GitHub (SPEC §5)."""
+"""Trello output: one card per pull request or issue, kept in step with GitHub (docs/trello.md)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ from datetime import UTC, datetime
 
 from cachetools import TTLCache
 
-from bot import links
-from bot.config import ConfigError, Settings
+from bot.config import Settings
 from bot.integrations.errors import NotRetryable
 from bot.integrations.trello import Card, TrelloClient
+from bot.locks import KeyedLocks
 from bot.logs import kv
-from bot.ordering import KeyedLocks
+from bot.model import Comment, Item, Link
 from bot.outputs import trello_text as text
-from bot.outputs.base import Comment, Item, Link, Services
+from bot.outputs.base import Services
+from bot.store import links
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,6 @@ class TrelloOutput:
         now: Callable[[], datetime] = _utcnow,
     ) -> None:
         settings = services.settings
-        missing = missing_settings(settings)
-        if missing:
-            raise ConfigError([f"{var} is not set: the Trello output needs it" for var in missing])
         self._services = services
         self._settings = settings
         self._client = client or TrelloClient(services.http, settings)
@@ -119,7 +117,7 @@ class TrelloOutput:
         async with self._item_locks.hold([item.key]):
             card = await self._on_card(item, add_comment, create=False)
         if card is None:
-            log.info("no trello card to comment on", extra=kv(item=_key(item), comment=comment.id))
+            log.info("no trello card to comment on", extra=kv(item=item.key, comment=comment.id))
             return None
         return _link(card)
 
@@ -143,7 +141,7 @@ class TrelloOutput:
         if item.html_url not in await self._client.attachment_urls(card.id):
             await self._client.attach_url(card.id, item.html_url)
         await links.save(self._services.pool, OUTPUT, item, card.id, card.short_url)
-        log.info("trello card found", extra=kv(item=_key(item), card=card.id))
+        log.info("trello card found", extra=kv(item=item.key, card=card.id))
         return CardRef(card.id, card.short_url)
 
     async def _scan(self, identifier: str, *, fresh: bool = False) -> Card | None:
@@ -173,7 +171,7 @@ class TrelloOutput:
             cached.append(card)
         await self._client.attach_url(card.id, item.html_url)
         await links.save(self._services.pool, OUTPUT, item, card.id, card.short_url)
-        log.info("trello card created", extra=kv(item=_key(item), card=card.id))
+        log.info("trello card created", extra=kv(item=item.key, card=card.id))
         return CardRef(card.id, card.short_url)
 
     async def _boards(self) -> list[str]:
@@ -210,7 +208,7 @@ class TrelloOutput:
         except NotRetryable as exc:
             if exc.status != 404 or not await self._deleted(card):
                 raise
-            log.warning("trello card was deleted", extra=kv(item=_key(item), card=card.id))
+            log.warning("trello card was deleted", extra=kv(item=item.key, card=card.id))
             await links.forget(self._services.pool, OUTPUT, item)
             self._board_cards_cache.clear()
             card = await find(item)
@@ -241,7 +239,3 @@ class TrelloOutput:
 
 def _link(card: CardRef) -> Link:
     return Link(output=OUTPUT, external_id=card.id, url=card.short_url, label=LINK_LABEL)
-
-
-def _key(item: Item) -> str:
-    return f"{item.repository}#{item.number}"

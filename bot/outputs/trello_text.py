@@ -6,7 +6,7 @@ import re
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.outputs.base import Comment, Contributor, Item
+from bot.model import Comment, Contributor, Item
 
 # Trello refuses names, descriptions and comments longer than this (counted in UTF-16
 # code units, as JavaScript counts them).
@@ -46,7 +46,7 @@ BUSINESS_DAY_START = time(9, 0)
 RESPONSE_DUE_AT = time(14, 0)
 WEEKEND = (5, 6)
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>])")
+_MARKDOWN_META = re.compile(r"([\\`*_\[\]<>])")
 
 
 def identifier(item: Item) -> str:
@@ -172,4 +172,4 @@ def _one_line(text: str) -> str:
 
 def _inline(text: str) -> str:
     """User text inside our own markdown (bold name, link text): one line, no markup."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", _one_line(text))
+    return _MARKDOWN_META.sub(r"\\\1", _one_line(text))

@@ -1,7 +1,7 @@
 """Every event family's router, combined once.
 
 To add a reaction to an event, write a module with its own ``router`` and add it here.
-Handlers read ``event.data``, a read-only Mapping (``bot.ingest.JSONObject``), and only
+Handlers read ``event.data``, a read-only Mapping (``bot.jsonvalues.JSONObject``), and only
 plan jobs (``queue.enqueue``).
 """
 

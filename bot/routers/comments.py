@@ -6,7 +6,7 @@ from typing import Any
 from gidgethub import routing, sansio
 
 from bot.logs import kv
-from bot.queue import JobPlan, item_job_args, sender_is_bot
+from bot.routers.plan import JobPlan, item_job_args, sender_is_bot
 
 router = routing.Router()
 log = logging.getLogger(__name__)

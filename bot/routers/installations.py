@@ -4,7 +4,7 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
-from bot.queue import JobPlan
+from bot.routers.plan import JobPlan
 
 router = routing.Router()
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from bot.cli import read_fixture, signed_request
+from bot.cli.receive import read_fixture, signed_request
 from tests.support import FIXTURES, SECRET
 
 REPOSITORY = "puppetlabs/puppet"

@@ -1,0 +1,1 @@
+"""The command line: `python -m bot COMMAND`; bot.cli.main parses, the other modules act."""

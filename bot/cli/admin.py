@@ -1,0 +1,189 @@
+"""Operator commands on the stored state: projects, events, jobs and import."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import aiohttp
+
+from bot.cli import actions
+from bot.cli.common import UsageError, connected, load_settings, run
+from bot.cli.tables import table
+from bot.config import Settings
+from bot.integrations.github import GitHubClient
+from bot.model import REPOSITORY_NAME
+from bot.store import deliveries, jobs, projects
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
+
+
+def projects_create(args: argparse.Namespace) -> int:
+    try:
+        project = projects.make_project(args.repository, args.key, args.labels, args.components)
+    except projects.InvalidProject as exc:
+        raise UsageError(str(exc)) from None
+
+    async def work(settings: Settings) -> int:
+        async with connected(settings) as (pool, _):
+            new = await projects.save(pool, project)
+        print(f"{'created' if new else 'updated'} {project.repository} -> {project.key}")
+        return 0
+
+    return run(work, load_settings())
+
+
+def projects_list(args: argparse.Namespace) -> int:
+    async def work(settings: Settings) -> int:
+        async with connected(settings) as (pool, _):
+            print(projects_table(await projects.list_all(pool)))
+        return 0
+
+    return run(work, load_settings())
+
+
+def projects_delete(args: argparse.Namespace) -> int:
+    try:
+        repository = projects.check_repository(args.repository)
+    except projects.InvalidProject as exc:
+        raise UsageError(str(exc)) from None
+
+    async def work(settings: Settings) -> int:
+        async with connected(settings) as (pool, _):
+            if not await projects.delete(pool, repository):
+                raise UsageError(f"no project is configured for {repository} (see: projects list)")
+        print(f"deleted {repository}")
+        return 0
+
+    return run(work, load_settings())
+
+
+def events_list(args: argparse.Namespace) -> int:
+    if not 1 <= args.num <= 1000:
+        raise UsageError("--num must be from 1 to 1000")
+
+    async def work(settings: Settings) -> int:
+        async with connected(settings) as (pool, _):
+            events = await deliveries.recent_deliveries(pool, args.num)
+        rows = [
+            (
+                e["delivery_id"],
+                e["event"],
+                e["action"] or "",
+                e["repository"] or "",
+                e["received_at"].replace("T", " ")[:19],
+                ", ".join(f"{j['function']}={j['status']}" for j in e["jobs"]) or "-",
+            )
+            for e in events
+        ]
+        print(table(("DELIVERY", "EVENT", "ACTION", "REPOSITORY", "RECEIVED", "JOBS"), rows))
+        return 0
+
+    return run(work, load_settings())
+
+
+def events_replay(args: argparse.Namespace) -> int:
+    async def work(settings: Settings) -> int:
+        async with connected(settings) as (pool, redis):
+            job_ids = await actions.replay_delivery(pool, redis, args.delivery_id)
+        print(f"replayed {args.delivery_id}: {len(job_ids)} job(s) queued")
+        for job_id in job_ids:
+            print(f"  {job_id}")
+        return 0
+
+    return run(work, load_settings(), with_redis=True)
+
+
+def jobs_failed(args: argparse.Namespace) -> int:
+    async def work(settings: Settings) -> int:
+        async with connected(settings) as (pool, _):
+            rows = await jobs.failed_jobs(pool, args.num)
+        print(
+            table(
+                ("ID", "JOB", "ITEM", "TRIES", "FAILED AT", "ERROR"),
+                [
+                    (
+                        r["id"],
+                        r["job_id"],
+                        r["item_key"],
+                        r["tries"],
+                        _when(r["finished_at"]),
+                        (r["error"] or "")[:120],
+                    )
+                    for r in rows
+                ],
+            )
+        )
+        return 0
+
+    return run(work, load_settings())
+
+
+def jobs_retry(args: argparse.Namespace) -> int:
+    async def work(settings: Settings) -> int:
+        async with connected(settings) as (pool, redis):
+            try:
+                job_id = await actions.retry_job(pool, redis, args.job)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        print(f"queued {job_id} again")
+        return 0
+
+    return run(work, load_settings(), with_redis=True)
+
+
+def import_pull_requests(args: argparse.Namespace) -> int:
+    if not REPOSITORY_NAME.match(args.repository):
+        raise UsageError(f"{args.repository!r} is not OWNER/REPO")
+    if args.number is not None and args.number < 1:
+        raise UsageError("NUMBER must be a pull request number (1 or more)")
+
+    async def work(settings: Settings) -> int:
+        async with connected(settings) as (pool, redis), aiohttp.ClientSession() as session:
+            result = await actions.import_pull_requests(
+                pool,
+                redis,
+                GitHubClient(session, settings),
+                args.repository,
+                args.number,
+                progress=_progress_bar,
+                again=args.again,
+            )
+        print(
+            f"{args.repository}: {result.found} open pull request(s), "
+            f"{result.queued} sync job(s) queued"
+        )
+        return 0
+
+    return run(work, load_settings(), with_redis=True)
+
+
+def _progress_bar(done: int, total: int, width: int = 30) -> None:
+    filled = width * done // total if total else width
+    end = "\n" if done >= total else ""
+    print(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+        end=end,
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+PROJECT_HEADINGS = ("REPOSITORY", "KEY", "LABELS", "COMPONENTS")
+NO_PROJECTS = "no projects configured (add one with: python -m bot projects create OWNER/REPO KEY)"
+
+
+def projects_table(mappings: list[projects.Project]) -> str:
+    """Projects as an aligned plain-text table, for `projects list`."""
+    if not mappings:
+        return NO_PROJECTS
+    return table(
+        PROJECT_HEADINGS,
+        [
+            (p.repository, p.key, ", ".join(p.labels) or "-", ", ".join(p.components) or "-")
+            for p in mappings
+        ],
+    )

@@ -1,0 +1,184 @@
+"""The command line's parser and entry point: `python -m bot COMMAND` (see --help)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bot.cli import admin, processes, receive
+from bot.cli import summary as summary_command
+from bot.cli.common import UsageError
+from bot.config import ConfigError
+from bot.embedded import EmbeddedUnavailable
+from bot.worker.summary import CRON_HOUR_UTC
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="puppet-webhooks: mirror GitHub pull requests, issues and comments "
+        "into Trello and Jira.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser(
+        "run",
+        help="run web + worker locally (embedded PostgreSQL/Redis when none is configured)",
+        description="Run the web process and one worker. With DATABASE_URL / REDIS_URL unset, "
+        "real PostgreSQL and Redis servers are started in .data/ and stopped on exit; a "
+        "webhook secret and admin token are generated there when unset.",
+    ).set_defaults(func=processes.run_all)
+    commands.add_parser(
+        "web", help="serve the webhook endpoint on $PORT", description="Serve on $PORT."
+    ).set_defaults(func=processes.run_web)
+    commands.add_parser(
+        "worker",
+        help="run an arq worker (same as `arq worker.WorkerSettings`)",
+        description="Run an arq worker processing the queued jobs.",
+    ).set_defaults(func=processes.run_worker)
+    commands.add_parser(
+        "migrate", help="apply database migrations (idempotent)", description="Apply migrations."
+    ).set_defaults(func=processes.migrate)
+
+    receiver = commands.add_parser(
+        "receive",
+        help="sign a recorded delivery and POST it to the service",
+        description="Sign FIXTURE (a JSON file with headers and body) with the configured "
+        "webhook secret and POST it, as GitHub would.",
+    )
+    receiver.add_argument(
+        "fixture", help="path to a recorded delivery, e.g. fixtures/pull_request/opened.json"
+    )
+    receiver.add_argument("--url", help="where to send it (default: the local service)")
+    receiver.add_argument(
+        "--keep-id",
+        action="store_true",
+        help="send the recorded X-GitHub-Delivery instead of a fresh one "
+        "(a second send is then answered as a duplicate)",
+    )
+    receiver.set_defaults(func=receive.receive)
+
+    events = commands.add_parser(
+        "events", help="stored deliveries", description="List or replay stored deliveries."
+    ).add_subparsers(dest="events_command", required=True, metavar="ACTION")
+    listing = events.add_parser(
+        "list", help="recent deliveries and their jobs", description="Recent deliveries."
+    )
+    listing.add_argument("--num", type=int, default=20, help="how many (default 20)")
+    listing.set_defaults(func=admin.events_list)
+    replay = events.add_parser(
+        "replay",
+        help="dispatch a stored delivery again",
+        description="Run a stored delivery through the handlers again, as new jobs "
+        "(after a failed sync, or once a fix is deployed).",
+    )
+    replay.add_argument("delivery_id", metavar="DELIVERY_ID")
+    replay.set_defaults(func=admin.events_replay)
+
+    jobs = commands.add_parser(
+        "jobs", help="failed jobs", description="List or retry finally failed jobs."
+    ).add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    failed = jobs.add_parser(
+        "failed", help="jobs that failed for good, with their error", description="Failed jobs."
+    )
+    failed.add_argument("--num", type=int, default=50, help="how many (default 50)")
+    failed.set_defaults(func=admin.jobs_failed)
+    retry = jobs.add_parser(
+        "retry",
+        help="queue a failed job again",
+        description="Queue a failed job again; outputs it already completed are not redone.",
+    )
+    retry.add_argument("job", metavar="ID", help="the ID or JOB column of `jobs failed`")
+    retry.set_defaults(func=admin.jobs_retry)
+
+    importer = commands.add_parser(
+        "import",
+        help="queue sync jobs for the open PRs of a repository",
+        description="Queue a sync job for every open pull request of OWNER/REPO (or just "
+        "NUMBER), oldest first. Safe to run twice: a PR already imported is not queued again.",
+    )
+    importer.add_argument("repository", metavar="OWNER/REPO")
+    importer.add_argument("number", metavar="NUMBER", type=int, nargs="?")
+    importer.add_argument(
+        "--again", action="store_true", help="queue PRs that were imported before, too"
+    )
+    importer.set_defaults(func=admin.import_pull_requests)
+
+    add_projects(commands)
+    add_summary(commands)
+
+    commands.add_parser(
+        "secret", help="print a new random webhook secret", description="Print a new secret."
+    ).set_defaults(func=receive.new_secret)
+    return parser
+
+
+def add_projects(commands: Any) -> None:
+    projects = commands.add_parser(
+        "projects",
+        help="which Jira project each repository's pull requests go to",
+        description="Map repositories to Jira projects. Pull requests of "
+        "repositories without a mapping are ignored by the Jira output.",
+    )
+    actions = projects.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser(
+        "create",
+        help="map OWNER/REPO to a Jira project (replaces an existing mapping)",
+        description="Map OWNER/REPO to the Jira project KEY; new issues get the labels and "
+        "components given. Running it again for the same repository replaces the mapping.",
+    )
+    create.add_argument("repository", metavar="OWNER/REPO", help="e.g. puppetlabs/puppet")
+    create.add_argument("key", metavar="KEY", help="Jira project key, e.g. PUP")
+    create.add_argument(
+        "--labels", nargs="+", default=[], metavar="LABEL", help="labels for new issues"
+    )
+    create.add_argument(
+        "--components", nargs="+", default=[], metavar="COMPONENT", help="components for new issues"
+    )
+    create.set_defaults(func=admin.projects_create)
+    actions.add_parser(
+        "list", help="show every mapping as a table", description="Show every mapping."
+    ).set_defaults(func=admin.projects_list)
+    delete = actions.add_parser(
+        "delete", help="remove the mapping of OWNER/REPO", description="Remove a mapping."
+    )
+    delete.add_argument("repository", metavar="OWNER/REPO")
+    delete.set_defaults(func=admin.projects_delete)
+
+
+def add_summary(commands: Any) -> None:
+    parser = commands.add_parser(
+        "summary",
+        help="publish the finished-card summary to the summary gist",
+        description="Read every card in TRELLO_FINISHED_LIST_ID with its labels and "
+        "comments, render the summary template (SUMMARY_TEMPLATE_URL, or the default) and "
+        "write it as SUMMARY.md into gist GITHUB_SUMMARY_GIST_ID (needs GITHUB_TOKEN). "
+        f"The worker also does this every day at {CRON_HOUR_UTC:02d}:00 UTC.",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the rendered Markdown instead of publishing it (no GitHub call)",
+    )
+    parser.add_argument(
+        "--template",
+        metavar="PATH_OR_URL",
+        help="use this template instead of SUMMARY_TEMPLATE_URL (try one with --dry-run)",
+    )
+    parser.set_defaults(func=summary_command.summary_command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (EmbeddedUnavailable, UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

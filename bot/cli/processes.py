@@ -1,0 +1,154 @@
+"""The service's processes: `run` (local), `web`, `worker` and `migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bot import embedded
+from bot.cli.common import load_settings, with_services
+from bot.config import Settings
+from bot.outputs import check_names
+from bot.store import pool as db
+
+# On SIGTERM the web process stops listening and lets requests in flight finish for up
+# to this long; Heroku sends SIGKILL 30 s after SIGTERM (aiohttp's default is 60 s).
+WEB_SHUTDOWN_TIMEOUT = 25.0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    with embedded.services_for(settings.database_url, "unused", settings.data_dir) as (url, _):
+        applied = asyncio.run(db.migrate_url(url))
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    return 0
+
+
+def run_web(args: argparse.Namespace) -> int:
+    from aiohttp import web as aioweb
+
+    from bot.web.app import create_app
+
+    settings = load_settings()
+    settings.require("webhook_secret")
+    check_names(settings.outputs)
+    with embedded.services_for(settings.database_url, settings.redis_url, settings.data_dir) as (
+        database_url,
+        redis_url,
+    ):
+        asyncio.run(db.migrate_url(database_url))
+        # One process per web dyno, whatever WEB_CONCURRENCY Heroku's buildpack sets: one
+        # item's deliveries are stored in arrival order only within a process, and more
+        # processes measured no faster on 2 cores (BENCHMARKS.md).
+        app = create_app(with_services(settings, database_url, redis_url))
+        aioweb.run_app(
+            app,
+            port=settings.port,
+            print=None,
+            access_log=None,
+            loop=_event_loop(),
+            shutdown_timeout=WEB_SHUTDOWN_TIMEOUT,
+        )
+    return 0
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux, macOS): less CPU per delivery (BENCHMARKS.md)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from arq.worker import run_worker as arq_run_worker
+
+    from bot.queue.redis_client import redis_settings
+    from worker import WorkerSettings
+
+    settings = load_settings()
+    check_names(settings.outputs)
+    with embedded.services_for(settings.database_url, settings.redis_url, settings.data_dir) as (
+        database_url,
+        redis_url,
+    ):
+        asyncio.run(db.migrate_url(database_url))
+        settings = with_services(settings, database_url, redis_url)
+        asyncio.set_event_loop(_event_loop())
+        arq_run_worker(
+            WorkerSettings,  # type: ignore[arg-type]
+            redis_settings=redis_settings(redis_url),
+            ctx={"settings": settings},
+            max_jobs=settings.worker_max_jobs,
+            job_timeout=settings.worker_job_timeout,
+        )
+    return 0
+
+
+def run_all(args: argparse.Namespace) -> int:
+    """Local development: services, migrations, then web and worker as child processes."""
+    settings = load_settings(local_secrets=True)
+    with embedded.services_for(settings.database_url, settings.redis_url, settings.data_dir) as (
+        database_url,
+        redis_url,
+    ):
+        asyncio.run(db.migrate_url(database_url))
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "GITHUB_WEBHOOK_SECRET": ",".join(settings.webhook_secrets),
+            "ADMIN_TOKEN": settings.admin_token,
+        }
+        print(_banner(settings), flush=True)
+        children = [
+            subprocess.Popen([sys.executable, "-m", "bot", command], env=env)
+            for command in ("web", "worker")
+        ]
+        _wait_for_children(children)
+    return 0
+
+
+def _banner(settings: Settings) -> str:
+    base = f"http://127.0.0.1:{settings.port}"
+    return "\n".join(
+        [
+            f"puppet-webhooks is starting on {base}",
+            f"  webhook URL:    {base}/webhooks",
+            f"  webhook secret: kept in {settings.data_dir / 'webhook-secret'} "
+            "(or GITHUB_WEBHOOK_SECRET)",
+            f'  recent events:  curl -H "Authorization: Bearer $(cat '
+            f'{settings.data_dir / "admin-token"})" {base}/events',
+            "  send a delivery: python -m bot receive fixtures/pull_request/opened.json",
+            "Stop with Ctrl-C.",
+        ]
+    )
+
+
+def _wait_for_children(children: list[subprocess.Popen[bytes]]) -> None:
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping and all(c.poll() is None for c in children):
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 25
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()

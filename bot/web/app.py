@@ -1,0 +1,245 @@
+"""aiohttp app: the webhook endpoint, the admin listing, health and a short home page."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import html
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import web
+from arq.connections import ArqRedis
+from gidgethub import sansio
+
+from bot.config import POOL_SIZES, Settings
+from bot.locks import KeyedLocks
+from bot.logs import kv
+from bot.queue.redis_client import connect_redis
+from bot.routers import router
+from bot.routers.plan import JobPlan
+from bot.store import deliveries
+from bot.store.pool import create_pool
+from bot.web import setup_page
+from bot.web.group_commit import GroupCommit
+from bot.web.ingest import MAX_BODY_BYTES, DeliveryError, parse_delivery
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+REDIS = web.AppKey("redis", ArqRedis)
+GROUP_COMMIT = web.AppKey("group_commit", GroupCommit)
+ITEM_ORDER = web.AppKey("item_order", KeyedLocks)
+HEALTH_TIMEOUT = 2.0
+_DB_DOWN = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+def json_response(data: Any, *, status: int = 200) -> web.Response:
+    """``web.json_response`` with orjson, several times faster than the json module."""
+    body = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def errors_as_json(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error answer is JSON with an ``error``; nothing ever shows a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_error(exc.status, exc.reason)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("request failed", extra=kv(path=request.path))
+        return json_error(503, "the service could not answer; try again shortly")
+
+
+async def receive_webhook(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return json_error(413, f"body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return json_error(413, f"body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        delivery = parse_delivery(request.headers, body, settings.webhook_secrets)
+    except DeliveryError as exc:
+        log.info("delivery refused", extra=kv(status=exc.status, reason=exc.message))
+        return json_error(exc.status, exc.message)
+
+    plan = JobPlan(delivery.delivery_id)
+    event = sansio.Event(delivery.data, event=delivery.event, delivery_id=delivery.delivery_id)
+    try:
+        await router.dispatch(event, queue=plan)
+    except Exception:
+        # A payload the handlers could not read is still stored, so it can be replayed
+        # once the handler is fixed; it is not a reason to make GitHub retry.
+        log.exception("handlers failed", extra=kv(delivery=delivery.delivery_id))
+        plan.jobs.clear()
+
+    items = [job.item_key for job in plan.jobs if job.item_key]
+    try:
+        # Nothing is awaited between reading the request and asking for the item's turn
+        # (the handlers only plan), so one item's deliveries are stored as they arrived;
+        # deliveries about other items still share a commit.
+        async with request.app[ITEM_ORDER].hold(items):
+            new = await request.app[GROUP_COMMIT].save(delivery, plan.jobs)
+    except _DB_DOWN as exc:
+        log.error(
+            "delivery not stored",
+            extra=kv(delivery=delivery.delivery_id, reason=type(exc).__name__),
+        )
+        return json_error(503, "storage is unavailable; GitHub can redeliver this later")
+
+    fields = kv(
+        delivery=delivery.delivery_id,
+        gh_event=delivery.event,
+        action=delivery.action,
+        repo=delivery.repository,
+        jobs=len(plan.jobs),
+    )
+    if not new:
+        log.info("delivery duplicate", extra=fields)
+        return json_response({"status": "duplicate", "delivery": delivery.delivery_id})
+    log.info("delivery accepted", extra=fields)
+    if delivery.event == "ping":
+        return json_response({"status": "pong", "delivery": delivery.delivery_id})
+    # Stored; its jobs go to Redis right after this answer (if Redis is down, the
+    # worker's sweep queues them once it is back).
+    return json_response(
+        {"status": "accepted", "delivery": delivery.delivery_id, "jobs": len(plan.jobs)},
+        status=202,
+    )
+
+
+def _authorised(request: web.Request) -> bool:
+    token = request.app[SETTINGS].admin_token
+    given = request.headers.get("Authorization", "")
+    expected = f"Bearer {token}"
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def list_events(request: web.Request) -> web.Response:
+    if not request.app[SETTINGS].admin_token:
+        return json_error(404, "not found (set ADMIN_TOKEN to enable /events)")
+    if not _authorised(request):
+        return json_error(401, "send Authorization: Bearer <ADMIN_TOKEN>")
+    raw = request.query.get("num", "20")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        return json_error(400, "num must be a whole number from 1 to 1000")
+    try:
+        events = await deliveries.recent_deliveries(request.app[POOL], int(raw))
+    except _DB_DOWN:
+        return json_error(503, "storage is unavailable")
+    return json_response({"events": events})
+
+
+async def _check(probe: Awaitable[Any]) -> str:
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT):
+            await probe
+    except Exception as exc:
+        return f"down ({type(exc).__name__})"
+    return "ok"
+
+
+async def health_status(app: web.Application) -> dict[str, str]:
+    database, redis = await asyncio.gather(
+        _check(app[POOL].fetchval("SELECT 1")), _check(app[REDIS].ping())
+    )
+    return {"database": database, "redis": redis}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    checks = await health_status(request.app)
+    healthy = all(v == "ok" for v in checks.values())
+    return json_response(
+        {"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503
+    )
+
+
+HOME_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>puppet-webhooks</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:44em;margin:3em auto;padding:0 1em}}
+code{{background:#f3f3f3;padding:0 .3em}}</style></head><body>
+<h1>puppet-webhooks</h1>
+<p>A GitHub App that mirrors pull requests, issues and comments into Trello cards and Jira
+issues, and tells each contributor on their pull request where the work is tracked.</p>
+<h2>Health</h2>
+<ul><li>Database: {database}</li><li>Redis: {redis}</li></ul>
+<h2>Setting it up</h2>
+<ol>
+<li>Create a GitHub App whose webhook URL is <code>{webhook_url}</code> and whose webhook
+secret is this service's <code>GITHUB_WEBHOOK_SECRET</code>.</li>
+<li>Set <code>GITHUB_APP_ID</code> and <code>GITHUB_PRIVATE_KEY</code>, then the Trello and/or
+Jira variables (see the README), and install the App on your repositories.</li>
+<li>Recent deliveries: <code>GET /events</code> with <code>Authorization: Bearer
+$ADMIN_TOKEN</code>.</li>
+</ol></body></html>
+"""
+
+
+async def home(request: web.Request) -> web.Response:
+    checks = await health_status(request.app)
+    url = f"{setup_page.public_base_url(request)}/webhooks"
+    page = HOME_PAGE.format(
+        database=html.escape(checks["database"]),
+        redis=html.escape(checks["redis"]),
+        webhook_url=html.escape(url),
+    )
+    return web.Response(text=page, content_type="text/html")
+
+
+def connections(
+    pool: asyncpg.Pool | None = None, redis: ArqRedis | None = None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Open the DB pool and Redis client once per process (or use the ones given), and the
+    group commit that stores and queues deliveries through them."""
+
+    async def open_and_close(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        assert settings.database_url and settings.redis_url
+        app[POOL] = pool or await create_pool(
+            settings.database_url, min_size=2, max_size=POOL_SIZES.web
+        )
+        app[REDIS] = redis or connect_redis(settings.redis_url)
+        app[GROUP_COMMIT] = GroupCommit(app[POOL], app[REDIS])
+        yield
+        await app[GROUP_COMMIT].close()
+        if redis is None:
+            await app[REDIS].aclose()
+        if pool is None:
+            await app[POOL].close()
+
+    return open_and_close
+
+
+def create_app(
+    settings: Settings, *, pool: asyncpg.Pool | None = None, redis: ArqRedis | None = None
+) -> web.Application:
+    settings.require("webhook_secret")
+    # One byte over the limit so an oversized body is refused by our own check, as JSON.
+    app = web.Application(client_max_size=MAX_BODY_BYTES + 1, middlewares=[errors_as_json])
+    app[SETTINGS] = settings
+    app[ITEM_ORDER] = KeyedLocks()
+    app.cleanup_ctx.append(connections(pool, redis))
+    app.router.add_post("/webhooks", receive_webhook)
+    app.router.add_post("/event/github", receive_webhook)
+    app.router.add_get("/events", list_events)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/", home)
+    setup_page.add_routes(app, settings)
+    return app

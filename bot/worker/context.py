@@ -1,0 +1,97 @@
+"""What a worker process's jobs share (made once in ``startup``) and what one job knows.
+
+arq hands every job a plain dict; the only key this service puts in it is ``worker``,
+a typed ``WorkerContext``. Job bodies get a ``JobContext`` built from it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import asyncpg
+from arq.connections import ArqRedis
+
+from bot.config import POOL_SIZES, Settings
+from bot.integrations.github import GitHubClient
+from bot.logs import kv
+from bot.model import Link
+from bot.outputs import Output, Services, build_outputs
+from bot.store.pool import create_pool
+from bot.worker.retry import try_timeout
+
+log = logging.getLogger(__name__)
+
+ArqContext = dict[str, Any]
+_WORKER = "worker"
+
+
+@dataclass
+class WorkerContext:
+    """Shared by every job of one worker process."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: ArqRedis
+    http: aiohttp.ClientSession
+    github: GitHubClient
+    outputs: list[Output]
+    # Our own deadline for a try, inside arq's job timeout (see retry.try_timeout).
+    try_timeout: float
+    owns_pool: bool = False
+
+
+@dataclass
+class JobContext:
+    """One try of one job: the shared resources, the job's id, and the steps (outputs
+    and the status comment) it completed in earlier tries, which it does not redo."""
+
+    worker: WorkerContext
+    job_id: str
+    job_try: int = 1
+    steps: dict[str, Link | None] = field(default_factory=dict)
+
+
+def worker_context(ctx: ArqContext) -> WorkerContext:
+    context: WorkerContext = ctx[_WORKER]
+    return context
+
+
+async def startup(ctx: ArqContext) -> None:
+    """Make the shared resources once per worker process.
+
+    arq's ``ctx`` may bring ``settings`` and a ``pool`` (``python -m bot worker`` and the
+    tests give them); otherwise they come from the environment. arq itself gives
+    ``redis``.
+    """
+    settings: Settings = ctx.get("settings") or Settings.from_env()
+    pool: asyncpg.Pool | None = ctx.get("pool")
+    owns_pool = pool is None
+    if pool is None:
+        assert settings.database_url
+        pool = await create_pool(settings.database_url, max_size=POOL_SIZES.worker)
+    http = aiohttp.ClientSession()
+    github = GitHubClient(http, settings)
+    outputs = build_outputs(settings.outputs, Services(settings, http, pool, directory=github))
+    ctx[_WORKER] = WorkerContext(
+        settings=settings,
+        pool=pool,
+        redis=ctx["redis"],
+        http=http,
+        github=github,
+        outputs=outputs,
+        try_timeout=try_timeout(settings.worker_job_timeout),
+        owns_pool=owns_pool,
+    )
+    log.info("worker ready", extra=kv(outputs=",".join(o.name for o in outputs) or "none"))
+
+
+async def shutdown(ctx: ArqContext) -> None:
+    context = ctx.get(_WORKER)
+    if context is None:  # startup failed part-way
+        return
+    await context.http.close()
+    if context.owns_pool:
+        await context.pool.close()

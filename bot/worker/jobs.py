@@ -1,0 +1,190 @@
+"""arq job functions: load the item, apply it to every output, update the status comment."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.integrations.errors import NotRetryable
+from bot.jsonvalues import json_value
+from bot.logs import kv
+from bot.model import Comment, Item, Kind, Link
+from bot.outputs import Output
+from bot.store import deliveries, installations, jobs
+from bot.worker import status
+from bot.worker.context import JobContext
+from bot.worker.runner import tracked
+
+log = logging.getLogger(__name__)
+
+OUTPUT_METHODS = {"opened": "sync", "import": "sync", "closed": "close", "reopened": "reopen"}
+
+
+class OutputsFailed(NotRetryable):
+    """One or more outputs refused the item for good; the others were still applied."""
+
+
+async def step(
+    job: JobContext, name: str, run: Callable[[], Awaitable[Link | None]]
+) -> Link | None:
+    """Run one output's part of a job once: a retried or re-run job skips steps it did."""
+    if name in job.steps:
+        return job.steps[name]
+    link = await run()
+    await jobs.record_step(job.worker.pool, job.job_id, name, link)
+    job.steps[name] = link
+    return link
+
+
+async def apply_outputs(
+    job: JobContext, call: Callable[[Output], Awaitable[Link | None]]
+) -> tuple[list[Link], dict[str, str]]:
+    """Call every output; finish the others even if one fails, then raise the failure
+    that should decide the retry (a retryable one wins over a permanent one)."""
+    tracked_links: list[Link] = []
+    failures: dict[str, str] = {}  # output name -> why it refused
+    retryable: Exception | None = None
+    for output in job.worker.outputs:
+        try:
+            link = await step(job, output.name, lambda output=output: call(output))  # type: ignore[misc]
+        except NotRetryable as exc:
+            failures[output.name] = str(exc)
+        except Exception as exc:
+            retryable = retryable or exc
+        else:
+            if link is not None:
+                tracked_links.append(link)
+    if retryable is not None:
+        raise retryable
+    return tracked_links, failures
+
+
+async def load_payload(job: JobContext, delivery_id: str | None) -> dict[str, Any] | None:
+    if not delivery_id:
+        return None
+    row = await deliveries.load_delivery(job.worker.pool, delivery_id)
+    return json_value(row.body) if row is not None else None
+
+
+async def load_item(
+    job: JobContext,
+    kind: Kind,
+    repository: str,
+    number: int,
+    installation_id: int | None,
+    delivery_id: str | None,
+) -> Item:
+    """From the stored delivery, or from GitHub when it was pruned (or for an import)."""
+    payload = await load_payload(job, delivery_id) or {}
+    data = payload.get("pull_request") or payload.get("issue")
+    if not isinstance(data, dict) or data.get("number") != number:
+        github = job.worker.github
+        fetch = github.pull_request if kind == "pull_request" else github.issue
+        data = await fetch(repository, number, installation_id)
+    return Item.from_github(kind, repository, data, installation_id)
+
+
+async def sync_item(job: JobContext, item: Item, action: str, *, status_comment: bool) -> str:
+    method = OUTPUT_METHODS[action]
+    tracked_links, failures = await apply_outputs(job, lambda output: getattr(output, method)(item))
+    if status_comment and item.kind == "pull_request" and tracked_links:
+        shown = "merged" if action == "closed" and item.merged else action
+        body = status.render_status(tracked_links, shown, list(failures), datetime.now(UTC))
+
+        async def publish() -> Link | None:
+            outcome, _ = await status.publish(job.worker.github, job.worker.pool, item, body)
+            log.info(f"status comment {outcome}", extra=kv(item=item.key))
+            return None
+
+        await step(job, "status", publish)
+    if failures:
+        raise OutputsFailed("outputs", "; ".join(failures.values()))
+    where = ", ".join(f"{link.output} {link.label}" for link in tracked_links)
+    return f"{action} {item.repository}#{item.number}: " + (where or "no output handled it")
+
+
+@tracked
+async def sync_pull_request(
+    job: JobContext,
+    *,
+    repository: str,
+    number: int,
+    action: str,
+    installation_id: int | None = None,
+    delivery_id: str | None = None,
+    sender_is_bot: bool = False,
+) -> str:
+    item = await load_item(job, "pull_request", repository, number, installation_id, delivery_id)
+    # Events sent by bots never lead to new comments (no loops between bots).
+    return await sync_item(job, item, action, status_comment=not sender_is_bot)
+
+
+@tracked
+async def sync_issue(
+    job: JobContext,
+    *,
+    repository: str,
+    number: int,
+    action: str,
+    installation_id: int | None = None,
+    delivery_id: str | None = None,
+    sender_is_bot: bool = False,
+) -> str:
+    item = await load_item(job, "issue", repository, number, installation_id, delivery_id)
+    return await sync_item(job, item, action, status_comment=False)
+
+
+@tracked
+async def sync_comment(
+    job: JobContext,
+    *,
+    repository: str,
+    number: int,
+    comment_id: int,
+    is_pull_request: bool,
+    installation_id: int | None = None,
+    delivery_id: str | None = None,
+    action: str = "created",
+    sender_is_bot: bool = False,
+) -> str:
+    """Copy a new comment onto the linked card/issue; nothing is created when none exists."""
+    kind: Kind = "pull_request" if is_pull_request else "issue"
+    payload = await load_payload(job, delivery_id) or {}
+    issue, raw = payload.get("issue"), payload.get("comment")
+    if not isinstance(issue, dict) or not isinstance(raw, dict):
+        github = job.worker.github
+        issue = await github.issue(repository, number, installation_id)
+        raw = await github.issue_comment(repository, comment_id, installation_id)
+    item = Item.from_github(kind, repository, issue, installation_id)
+    comment = Comment(
+        id=int(raw["id"]),
+        author=str((raw.get("user") or {}).get("login") or "ghost"),
+        body=str(raw.get("body") or ""),
+        html_url=str(raw.get("html_url") or item.html_url),
+    )
+    tracked_links, failures = await apply_outputs(job, lambda output: output.comment(item, comment))
+    if failures:
+        raise OutputsFailed("outputs", "; ".join(failures.values()))
+    if not tracked_links:
+        log.info("comment not copied: item is not tracked", extra=kv(item=item.key))
+    where = ", ".join(f"{link.output} {link.label}" for link in tracked_links)
+    return f"comment {comment_id} on {repository}#{number}: " + (where or "not tracked")
+
+
+@tracked
+async def record_installation(job: JobContext, *, delivery_id: str, installation_id: int) -> str:
+    """Keep the installations table (and which repositories each covers) current."""
+    data = await load_payload(job, delivery_id)
+    if data is None:
+        return "delivery pruned"
+    return await installations.record_installation(job.worker.pool, installation_id, data)
+
+
+FUNCTIONS: list[Callable[..., Awaitable[Any]]] = [
+    sync_pull_request,
+    sync_issue,
+    sync_comment,
+    record_installation,
+]

@@ -1,0 +1,91 @@
+"""How every job runs: under its PostgreSQL row, one at a time per item and in order,
+retried by the rules in ``bot.worker.retry`` (docs/jobs.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from arq import Retry
+
+from bot.logs import kv
+from bot.store import jobs
+from bot.worker import retry
+from bot.worker.context import ArqContext, JobContext, WorkerContext, worker_context
+
+log = logging.getLogger(__name__)
+
+JobBody = Callable[..., Awaitable[Any]]
+JobFunction = Callable[..., Awaitable[Any]]
+
+
+def tracked(body: JobBody) -> JobFunction:
+    """An arq job function that runs ``body(job: JobContext, **kwargs)`` under the job's
+    PostgreSQL row: in order per item, retried, recorded."""
+
+    @functools.wraps(body)
+    async def run(ctx: ArqContext, **kwargs: Any) -> Any:
+        job_id: str = ctx["job_id"]
+        job_try: int = ctx.get("job_try", 1)
+        fields = {"job": job_id, "function": body.__name__, "delivery": kwargs.get("delivery_id")}
+        try:
+            return await _run_recorded(body, worker_context(ctx), job_id, job_try, kwargs, fields)
+        except retry.DATABASE_UNAVAILABLE as exc:
+            # The job's own row could not be read or written. Had this reached arq as a
+            # failure, arq would drop the job while its row still says queued or running
+            # (and a running row holds up every later job about the item): ask arq to run
+            # it again instead. Steps it completed are recorded and are not redone.
+            delay = retry.backoff(job_try)
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "job record unavailable; will retry",
+                extra=kv(**fields, delay=f"{delay:.1f}", reason=reason),
+            )
+            raise Retry(defer=delay) from None
+
+    return run
+
+
+async def _run_recorded(
+    body: JobBody,
+    worker: WorkerContext,
+    job_id: str,
+    job_try: int,
+    kwargs: dict[str, Any],
+    fields: dict[str, Any],
+) -> Any:
+    pool = worker.pool
+    state, row = await jobs.claim_job(pool, job_id)
+    if state == "finished":
+        log.info("job already finished", extra=kv(**fields))
+        return "already finished"
+    if state == "waiting":
+        # An earlier event about the same item is not finished: it goes first.
+        raise Retry(defer=retry.order_wait(job_try))
+    if state == "unknown":
+        log.warning("job has no record; not run", extra=kv(**fields))
+        return "unknown job"
+    assert row is not None
+    job = JobContext(worker, job_id, job_try, jobs.job_steps(row))
+    try:
+        async with asyncio.timeout(worker.try_timeout):
+            outcome = await body(job, **kwargs)
+    except Exception as exc:
+        failures = row["failures"] + 1
+        decision = retry.decide(exc, failures)
+        if decision.retry:
+            await jobs.requeue_job(pool, job_id, decision.reason, decision.counts)
+            log.warning(
+                "job will retry",
+                extra=kv(**fields, delay=f"{decision.delay:.1f}", reason=decision.reason),
+            )
+            raise Retry(defer=decision.delay) from None
+        await jobs.finish_job(pool, job_id, "failed", decision.reason)
+        log.error("job failed", extra=kv(**fields, reason=decision.reason))
+        return f"failed: {decision.reason}"
+    await jobs.finish_job(pool, job_id, "done", outcome=str(outcome))
+    log.info("job done", extra=kv(**fields, outcome=outcome))
+    return outcome
