@@ -120,6 +120,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "this project installed (default: this one; see bench/build-python)",
     )
     parser.add_argument(
+        "--source",
+        type=Path,
+        default=BENCH.parent,
+        help="the checkout whose web process and worker run (default: this one), to compare "
+        "two versions of the code side by side; it needs the same dependencies",
+    )
+    parser.add_argument(
         "--json", type=Path, default=None, help="where to write results (default bench/results/)"
     )
     args = parser.parse_args(argv)
@@ -225,7 +232,8 @@ class Run:
 def bench_web(run: Run) -> Result:
     port = free_port()
     env = {**run.service_env(), "PORT": str(port)}
-    child = Child("web", [run.args.python, "-m", "bot", "web"], env, RESULTS / "web.log")
+    argv = [run.args.python, "-m", "bot", "web"]
+    child = Child("web", argv, env, RESULTS / "web.log", cwd=run.args.source)
     try:
         result = run.measure(
             "web",
@@ -371,7 +379,7 @@ async def _unfinished(database_url: str, prefix: str) -> int:
 def drain_worker(run: Run, prefix: str) -> dict[str, Any]:
     total = asyncio.run(_unfinished(run.database_url, prefix))
     argv = [run.args.python, "-m", "bot", "worker"]
-    child = Child("worker", argv, run.service_env(), RESULTS / "worker.log")
+    child = Child("worker", argv, run.service_env(), RESULTS / "worker.log", cwd=run.args.source)
     started = time.monotonic()
     remaining = total
     try:

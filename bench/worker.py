@@ -144,6 +144,7 @@ async def one_run(
     latency_s: float,
     limited: bool,
     drain_for: float,
+    source: Path,
 ) -> None:
     database_url = urls[0]
     logs = data_dir / "logs"
@@ -169,13 +170,15 @@ async def one_run(
             trello.requests.clear()
             github.requests.clear()
             arrivals.clear()
-            command = ["-m", "bot", "worker"] if limited else [str(BENCH / "load_worker.py")]
+            command = ["-m", "bot", "worker"] if limited else [str(source / "bench/load_worker.py")]
             print(
                 f"{result.name}: {result.jobs} jobs queued; one worker, "
                 f"WORKER_MAX_JOBS={result.max_jobs} …",
                 file=sys.stderr,
             )
-            worker = harness.Child("worker", [sys.executable, *command], env, logs / "worker.log")
+            worker = harness.Child(
+                "worker", [sys.executable, *command], env, logs / "worker.log", cwd=source
+            )
             try:
                 with harness.MemoryWatch(worker.pid) as memory:
                     started = await wait_ready(worker)
@@ -228,6 +231,7 @@ def run(name: str, prs: int, max_jobs: int, args: argparse.Namespace, *, limited
                     latency_s=args.latency_ms / 1000,
                     limited=limited,
                     drain_for=args.timeout,
+                    source=args.source.resolve(),
                 )
             )
     finally:
@@ -288,6 +292,13 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300, help="per run, draining (s)")
     parser.add_argument("--quiet", type=float, default=20, help="wait for an idle box (s)")
     parser.add_argument("--keep", action="store_true", help="keep data and logs")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=BENCH.parent,
+        help="the checkout whose worker runs (default: this one), to compare two versions of "
+        "the code side by side; it needs the same dependencies",
+    )
     args = parser.parse_args()
     max_jobs = [int(v) for v in args.max_jobs.split(",") if v]
     if (
