@@ -9,6 +9,7 @@ from bot.config import DEFAULT_WORKER_JOB_TIMEOUT, DEFAULT_WORKER_MAX_JOBS
 from bot.worker.context import shutdown, startup
 from bot.worker.jobs import FUNCTIONS
 from bot.worker.retry import ARQ_MAX_TRIES
+from bot.worker.runner import after_job_end
 from bot.worker.summary import CRON_HOUR_UTC, publish_summary
 from bot.worker.sweep import sweep
 
@@ -23,7 +24,10 @@ class WorkerSettings:
     timezone = UTC  # cron hours are UTC, whatever TZ (business hours) says
     on_startup = startup
     on_shutdown = shutdown
+    after_job_end = after_job_end
     max_tries = ARQ_MAX_TRIES
     job_timeout = DEFAULT_WORKER_JOB_TIMEOUT
     max_jobs = DEFAULT_WORKER_MAX_JOBS
     keep_result = 3600
+    # How often an idle worker looks for jobs that are due (arq's default is 0.5 s).
+    poll_delay = 0.05

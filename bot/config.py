@@ -18,6 +18,9 @@ DEFAULT_PORT = 8080
 DEFAULT_STORED_EVENT_LIMIT = 100  # as the old service
 DEFAULT_WORKER_MAX_JOBS = 50
 DEFAULT_WORKER_JOB_TIMEOUT = 600  # seconds, as the old service
+# How long a delivery's jobs wait once stored before they may run, so that an earlier
+# event about the same item, stored at the same moment by another web process, goes first.
+DEFAULT_ORDER_SETTLE_MS = 500
 DEFAULT_OUTPUTS = ("trello",)
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_TRELLO_API_URL = "https://api.trello.com"
@@ -65,6 +68,7 @@ class Settings:
     # Worker: jobs run at once per worker process, and arq's job timeout.
     worker_max_jobs: int = DEFAULT_WORKER_MAX_JOBS
     worker_job_timeout: int = DEFAULT_WORKER_JOB_TIMEOUT
+    order_settle_ms: int = DEFAULT_ORDER_SETTLE_MS
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS
     outputs_explicit: bool = False  # GITHUB_EVENT_OUTPUTS was set (not the default)
     # GitHub (docs/github.md)
@@ -116,6 +120,7 @@ class Settings:
             worker_job_timeout=reader.integer(
                 "WORKER_JOB_TIMEOUT", DEFAULT_WORKER_JOB_TIMEOUT, minimum=1
             ),
+            order_settle_ms=reader.integer("ORDER_SETTLE_MS", DEFAULT_ORDER_SETTLE_MS, minimum=0),
             outputs=reader.names("GITHUB_EVENT_OUTPUTS", DEFAULT_OUTPUTS),
             outputs_explicit="GITHUB_EVENT_OUTPUTS" in env,
             github_api_url=reader.url("GITHUB_API_URL", DEFAULT_GITHUB_API_URL),

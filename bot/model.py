@@ -75,14 +75,24 @@ def _str_at(data: Mapping[str, Any], key: str, inner: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# The actions that set an item's state: of two, the later one decides what outputs show.
+STATE_ACTIONS = ("opened", "closed", "reopened")
+
+
 @dataclass(frozen=True)
 class JobRequest:
-    """A job a delivery (or an operator) asks for: stored in PostgreSQL, then queued."""
+    """A job a delivery (or an operator) asks for: stored in PostgreSQL, then queued.
+
+    Jobs about one item run one at a time, in the order of ``order_at`` (the item's own
+    time in the event's payload, as GitHub writes it: ``2026-11-27T09:14:03Z``; when
+    stored without one, the time it was stored), then in the order they were stored.
+    """
 
     function: str
     job_id: str
     item_key: str | None
     kwargs: dict[str, Any]
+    order_at: str | None = None
 
 
 @dataclass(frozen=True)

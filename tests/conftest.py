@@ -88,6 +88,9 @@ def settings(service_urls: tuple[str, str], tmp_path: Path) -> Settings:
         data_dir=tmp_path,
         admin_token=ADMIN_TOKEN,
         outputs=(),  # tests that exercise an output configure it
+        # Jobs may run as soon as they are stored: the tests of ordering across web
+        # processes set a window of their own.
+        order_settle_ms=0,
     )
 
 

@@ -82,6 +82,7 @@ async def run_worker(settings: Settings, pool: Any, redis: Any = None, **overrid
         "handle_signals": False,
         "on_startup": startup,
         "on_shutdown": shutdown,
+        "after_job_end": WorkerSettings.after_job_end,
         "max_tries": WorkerSettings.max_tries,
         "job_timeout": WorkerSettings.job_timeout,
         "max_jobs": WorkerSettings.max_jobs,

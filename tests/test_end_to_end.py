@@ -67,12 +67,12 @@ async def test_a_pull_request_and_an_issue_from_open_to_reopen(
         "issues/opened",
         "issue_comment/created_on_issue",
         "issue_comment/created_by_bot",
-        "pull_request/closed_merged",
+        "pull_request/closed",
         "issues/closed",
         "pull_request/reopened",
         "issues/reopened",
         "pull_request/opened",
-    )  # a redelivery under a new id changes nothing
+    )  # a redelivery under a new id changes nothing (it is about the PR's first moment)
     worker = await run_worker(full_settings, pool, max_jobs=8)
     assert worker.jobs_failed == 0
     failed = await pool.fetch("SELECT job_id, error FROM jobs WHERE status <> 'done'")
@@ -85,7 +85,7 @@ async def test_a_pull_request_and_an_issue_from_open_to_reopen(
     assert not pr_card["closed"] and pr_card["idList"] == trello.target_list
     pr_comments = trello.comments(pr_card["id"])
     assert pr_comments[0].startswith("joshcooper commented:\n\n")
-    assert pr_comments[1:] == ["This pull request is merged.", "This pull request was reopened."]
+    assert pr_comments[1:] == ["This pull request is closed.", "This pull request was reopened."]
     issue_comments = trello.comments(issue_card["id"])
     assert issue_comments[0].startswith("melissa commented:\n\n")
     assert issue_comments[1:] == ["This issue is closed.", "This issue was reopened."]
@@ -99,13 +99,14 @@ async def test_a_pull_request_and_an_issue_from_open_to_reopen(
     )
     bodies = fake_jira.comment_bodies(issue.key)
     assert any(b.startswith("joshcooper commented:") for b in bodies)
-    assert f"Pull request {PR_TITLE} has been merged." in bodies
+    assert f"Pull request {PR_TITLE} has been closed." in bodies
     assert f"Pull request {PR_TITLE} has been reopened." in bodies
     assert len(issue.remote_links) == 1
 
     (status,) = [c for c in fake_github.comments.values() if MARKER in c["body"]]
     assert f"- Trello: [Trello card]({pr_card['shortUrl']})" in status["body"]
     assert f"- Jira: [{issue.key}](" in status["body"]
-    assert "Last sync: opened at " in status["body"] and status["body"].endswith(": ok.")
+    # The events took effect in the order they happened: the reopening was the last.
+    assert "Last sync: reopened at " in status["body"] and status["body"].endswith(": ok.")
     assert fake_github.calls("POST", "/app/installations/") == 1
     assert len(fake_github.comments) == 1  # the bot's own comment started nothing

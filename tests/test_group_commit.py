@@ -254,7 +254,7 @@ async def test_batches_committed_together_share_one_redis_push(
     pushes: list[int] = []
     push = group_commit.push_jobs
 
-    async def counting(client: Any, jobs: Sequence[JobRequest]) -> bool:
+    async def counting(client: Any, jobs: Sequence[JobRequest], **options: Any) -> bool:
         pushes.append(len(jobs))
         if len(pushes) == 1:  # a slow round trip: two more batches commit meanwhile
             await asyncio.wait_for(three_committed.wait(), 10)
@@ -295,7 +295,7 @@ async def test_a_stored_delivery_is_answered_without_waiting_for_redis(
     redis_answers = asyncio.Event()
     push = group_commit.push_jobs
 
-    async def slow(client: Any, jobs: Sequence[JobRequest]) -> bool:
+    async def slow(client: Any, jobs: Sequence[JobRequest], **options: Any) -> bool:
         await redis_answers.wait()
         return await push(client, jobs)
 

@@ -10,25 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
+from bot.embedded import free_port
 from bot.model import item_key
 from bot.routers.plan import JobPlan
 from bot.store import deliveries as stored_deliveries
 from bot.web.ingest import parse_delivery
 from tests.fakes import deliveries
-from tests.fakes.deliveries import Sent
+from tests.fakes.deliveries import Sent, github_time
 from tests.fakes.github import FakeGitHub
 from tests.fakes.trello import FakeTrello
-from tests.service_processes import ServiceProcess, start_worker, wait_for_jobs, worker_env
+from tests.service_processes import (
+    ServiceProcess,
+    start_process,
+    start_worker,
+    wait_for_jobs,
+    worker_env,
+)
 from tests.support import SECRET
 
 PULL_REQUESTS = range(1, 17)
 GAP = 0.001  # seconds between one PR's deliveries
+# How much later one web process stores a delivery than another (well inside the
+# default ORDER_SETTLE_MS, and longer than a worker takes to pick up a job).
+PROCESS_SKEW = 0.1
 
 
 def script(number: int, comment_id: int) -> list[Sent]:
@@ -175,3 +188,80 @@ async def test_a_batch_of_deliveries_is_stored_in_the_order_given(pool: asyncpg.
     await stored_deliveries.save_deliveries(pool, batch)
     stored = await pool.fetch("SELECT delivery_id FROM jobs ORDER BY id")
     assert [r["delivery_id"] for r in stored] == [d.delivery_id for d, _ in batch]
+
+
+def web_env(service_urls: tuple[str, str], data_dir: Path, port: int) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    return {
+        **clean,
+        "DATABASE_URL": service_urls[0],
+        "REDIS_URL": service_urls[1],
+        "GITHUB_WEBHOOK_SECRET": SECRET,
+        "PORT": str(port),
+        "PUPPET_WEBHOOKS_DATA_DIR": str(data_dir),
+    }
+
+
+async def test_two_web_processes_storing_one_items_events_at_once_keep_their_order(
+    workers: list[ServiceProcess],
+    service_urls: tuple[str, str],
+    tmp_path: Path,
+    pool: asyncpg.Pool,
+    trello: FakeTrello,
+) -> None:
+    """Each PR's opening, comment and closing, a second apart as GitHub dates them, are
+    sent at the same moment, each to one of two web processes, half of them in the
+    reverse order: they take effect in the order they happened."""
+    ports = [free_port(), free_port()]
+    webs = [
+        await start_process("web", web_env(service_urls, tmp_path, port), tmp_path / f"web{n}.log")
+        for n, port in enumerate(ports)
+    ]
+    try:
+        for web in webs:
+            await web.ready("web ready")
+        start = datetime.now(UTC) - timedelta(minutes=5)
+        scripts = {}
+        for number in PULL_REQUESTS:
+            times = [github_time(start + timedelta(seconds=s)) for s in (0, 1, 2)]
+            scripts[number] = [
+                deliveries.pull_request("opened", number, at=times[0]),
+                deliveries.comment(
+                    "pull_request", number, 6_000 + number, f"Comment on #{number}", at=times[1]
+                ),
+                deliveries.pull_request("closed", number, at=times[2]),
+            ]
+        async with aiohttp.ClientSession() as session:
+
+            async def send(sent: Sent, port: int) -> int:
+                url = f"http://127.0.0.1:{port}/webhooks"
+                async with session.post(url, data=sent.body, headers=sent.headers) as answer:
+                    return answer.status
+
+            async def send_all(number: int, events: list[Sent]) -> list[int]:
+                """One after the other, each to the other web process, each a moment
+                after the previous: as when one web process is slower than the other."""
+                posts = []
+                for n, sent in enumerate(events):
+                    posts.append(asyncio.create_task(send(sent, ports[(number + n) % 2])))
+                    await asyncio.sleep(PROCESS_SKEW)
+                return list(await asyncio.gather(*posts))
+
+            sends = [
+                send_all(number, events if number % 2 else events[::-1])
+                for number, events in scripts.items()
+            ]
+            answers = await asyncio.gather(*sends)
+            assert {status for statuses in answers for status in statuses} == {202}
+        await wait_for_jobs(pool, 3 * len(PULL_REQUESTS), workers)
+    finally:
+        for web in webs:
+            await web.stop()
+    # Both web processes stored some.
+    assert all('event="delivery accepted"' in web.output() for web in webs)
+    for number, (_, said, closed) in scripts.items():
+        (card,) = trello.cards_named(deliveries.card_identifier("pull_request", number))
+        assert trello.comments(card["id"]) == [
+            deliveries.trello_comment(said),
+            deliveries.trello_comment(closed),
+        ], number

@@ -72,11 +72,11 @@ class FinishFailsOnce:
         self._pool = pool
         self.failed = False
 
-    async def execute(self, query: str, *args: Any) -> Any:
+    async def fetchval(self, query: str, *args: Any) -> Any:
         if "finished_at = now()" in query and not self.failed:
             self.failed = True
             raise asyncpg.AdminShutdownError("terminating connection due to administrator command")
-        return await self._pool.execute(query, *args)
+        return await self._pool.fetchval(query, *args)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pool, name)

@@ -32,7 +32,7 @@ async def replay_delivery(pool: asyncpg.Pool, redis: ArqRedis, delivery_id: str)
     if row is None:
         raise NotFound(f"no stored delivery {delivery_id} (it may have been pruned)")
     replays = await jobs.count_replays(pool, delivery_id)
-    plan = JobPlan(delivery_id, prefix=f"{delivery_id}:replay{replays + 1}")
+    plan = JobPlan(delivery_id, prefix=f"{delivery_id}:replay{replays + 1}", replay=True)
     event = sansio.Event(json_value(row.body), event=row.event, delivery_id=delivery_id)
     await router.dispatch(event, queue=plan)
     await jobs.save_jobs(pool, delivery_id, plan.jobs)

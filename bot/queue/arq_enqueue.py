@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 ENQUEUE_TIMEOUT = 2.0
 
 
-async def push_jobs(redis: ArqRedis | Enqueuer, jobs: Sequence[JobRequest]) -> bool:
-    """Put jobs in Redis; False (logged) when Redis is unreachable.
+async def push_jobs(
+    redis: ArqRedis | Enqueuer, jobs: Sequence[JobRequest], *, defer: float = 0.0
+) -> bool:
+    """Put jobs in Redis, to run ``defer`` seconds from now at the earliest; False
+    (logged) when Redis is unreachable.
 
     The jobs are already in PostgreSQL, so a failure here loses nothing: the worker's
     sweep queues them once Redis answers again.
@@ -43,9 +46,9 @@ async def push_jobs(redis: ArqRedis | Enqueuer, jobs: Sequence[JobRequest]) -> b
     try:
         async with asyncio.timeout(ENQUEUE_TIMEOUT):
             if isinstance(redis, Enqueuer):
-                await redis.enqueue(jobs)
+                await redis.enqueue(jobs, defer=defer)
             else:
-                await enqueue_jobs(redis, jobs)
+                await enqueue_jobs(redis, jobs, defer=defer)
     except Exception as exc:  # OSError, TimeoutError, and redis-py's own error types
         log.warning("enqueue deferred", extra=kv(jobs=len(jobs), reason=type(exc).__name__))
         return False
@@ -56,7 +59,7 @@ async def push_jobs(redis: ArqRedis | Enqueuer, jobs: Sequence[JobRequest]) -> b
 # one round trip, atomically. Like enqueue_job it leaves alone a job
 # that is queued or whose result is still kept, so a redelivery never runs a job twice.
 # KEYS: the queue, then each job's key and result key; ARGV: the expiry (ms), then each
-# job's id, score and arq-serialized data.
+# job's id, score (when it may run, as arq's _defer_by makes it) and arq-serialized data.
 _ENQUEUE_SCRIPT = """
 local queued = 0
 for i = 0, (#KEYS - 1) / 2 - 1 do
@@ -70,19 +73,23 @@ return queued
 """
 
 
-async def enqueue_jobs(redis: ArqRedis, jobs: Sequence[JobRequest]) -> int:
-    """Queue jobs exactly as ``redis.enqueue_job`` would, in one round trip.
+async def enqueue_jobs(redis: ArqRedis, jobs: Sequence[JobRequest], *, defer: float = 0.0) -> int:
+    """Queue jobs exactly as ``redis.enqueue_job(..., _defer_by=defer)`` would, in one
+    round trip.
 
     Returns how many were queued; a job already queued, or whose result is kept, is not.
     """
     if not jobs:
         return 0
-    keys, args = _enqueue_arguments(redis, jobs)
-    return int(await _enqueue_script(redis)(keys=keys, args=args))
+    keys, args = _enqueue_arguments(redis, jobs, defer)
+    return int(await _script(redis, _ENQUEUE_SCRIPT)(keys=keys, args=args))
 
 
-def _enqueue_arguments(redis: ArqRedis, jobs: Sequence[JobRequest]) -> tuple[list[str], list[Any]]:
+def _enqueue_arguments(
+    redis: ArqRedis, jobs: Sequence[JobRequest], defer: float
+) -> tuple[list[str], list[Any]]:
     enqueue_time_ms = timestamp_ms()
+    score = enqueue_time_ms + round(defer * 1000)
     keys: list[str] = [redis.default_queue_name]
     args: list[Any] = [redis.expires_extra_ms]
     for job in jobs:
@@ -90,18 +97,60 @@ def _enqueue_arguments(redis: ArqRedis, jobs: Sequence[JobRequest]) -> tuple[lis
         data = serialize_job(
             job.function, (), job.kwargs, None, enqueue_time_ms, serializer=redis.job_serializer
         )
-        args += [job.job_id, enqueue_time_ms, data]
+        args += [job.job_id, score, data]
     return keys, args
 
 
-_scripts: weakref.WeakKeyDictionary[ArqRedis, AsyncScript] = weakref.WeakKeyDictionary()
+# A job that waits for an earlier one about its item is woken when that one ends: it may
+# run now. arq re-scores a job that asked to wait (Retry) after the job function returns,
+# which can undo a wake sent in between; so a wake also leaves a mark, and the waiting
+# job's worker wakes it again once arq is done with it (``wake_again``).
+# KEYS: the queue, then each job's wake mark; ARGV: now (ms), then each job's id.
+_WAKE_SCRIPT = """
+for i = 2, #KEYS do
+    if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+        redis.call('ZADD', KEYS[1], 'XX', ARGV[1], ARGV[i])
+    end
+    redis.call('SET', KEYS[i], '1', 'PX', ARGV[#ARGV])
+end
+"""
+# KEYS: the queue, the job's wake mark; ARGV: now (ms), the job's id.
+_WAKE_AGAIN_SCRIPT = """
+if redis.call('DEL', KEYS[2]) == 1 and redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[1], ARGV[2])
+    return 1
+end
+return 0
+"""
+WAKE_MARK_PREFIX = "puppet-webhooks:wake:"
+WAKE_MARK_MS = 60_000
 
 
-def _enqueue_script(redis: ArqRedis) -> AsyncScript:
-    """One Script per client: it hashes the source once and remembers it is loaded."""
-    script = _scripts.get(redis)
+async def wake(redis: ArqRedis, job_ids: Sequence[str]) -> None:
+    """Let queued jobs run now (those not in Redis are the sweep's)."""
+    if not job_ids:
+        return
+    keys = [redis.default_queue_name, *(WAKE_MARK_PREFIX + job_id for job_id in job_ids)]
+    args: list[str | int] = [timestamp_ms(), *job_ids, WAKE_MARK_MS]
+    await _script(redis, _WAKE_SCRIPT)(keys=keys, args=args)
+
+
+async def wake_again(redis: ArqRedis, job_id: str) -> bool:
+    """After a job was told to wait: wake it again if a wake came while it was running."""
+    keys = [redis.default_queue_name, WAKE_MARK_PREFIX + job_id]
+    return bool(await _script(redis, _WAKE_AGAIN_SCRIPT)(keys=keys, args=[timestamp_ms(), job_id]))
+
+
+_scripts: weakref.WeakKeyDictionary[ArqRedis, dict[str, AsyncScript]] = weakref.WeakKeyDictionary()
+
+
+def _script(redis: ArqRedis, source: str) -> AsyncScript:
+    """One Script per client and source: it hashes the source once and remembers it is
+    loaded."""
+    scripts = _scripts.setdefault(redis, {})
+    script = scripts.get(source)
     if script is None:
-        script = _scripts[redis] = redis.register_script(_ENQUEUE_SCRIPT)
+        script = scripts[source] = redis.register_script(source)
     return script
 
 
@@ -120,11 +169,11 @@ class Enqueuer:
         self._sha = hashlib.sha1(_ENQUEUE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
         self._conn: AbstractConnection | None = None
 
-    async def enqueue(self, jobs: Sequence[JobRequest]) -> int:
+    async def enqueue(self, jobs: Sequence[JobRequest], *, defer: float = 0.0) -> int:
         """Like ``enqueue_jobs``: how many were queued. Raises what Redis raised."""
         if not jobs:
             return 0
-        keys, args = _enqueue_arguments(self._redis, jobs)
+        keys, args = _enqueue_arguments(self._redis, jobs, defer)
         conn = self._conn or self._new_connection()
         self._conn = None  # until the call is done: a cancelled call leaves it unusable
         try:

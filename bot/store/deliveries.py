@@ -35,13 +35,14 @@ WITH given AS (
     ON CONFLICT (delivery_id) DO NOTHING
     RETURNING delivery_id
 ), new_jobs AS (
-    INSERT INTO jobs (job_id, delivery_id, function, item_key, kwargs)
-    SELECT j.job_id, j.delivery_id, j.function, j.item_key, j.kwargs
+    INSERT INTO jobs (job_id, delivery_id, function, item_key, kwargs, order_at)
+    SELECT j.job_id, j.delivery_id, j.function, j.item_key, j.kwargs, coalesce(j.order_at, now())
     FROM jsonb_to_recordset($3::text::jsonb) AS j(
-        n int, job_id text, delivery_id text, function text, item_key text, kwargs jsonb)
+        n int, job_id text, delivery_id text, function text, item_key text, kwargs jsonb,
+        order_at timestamptz)
     WHERE j.delivery_id IN (SELECT delivery_id FROM new)
     -- Ids in the order given (the order the deliveries arrived): jobs about one item
-    -- run in id order (claim_job).
+    -- with the same order_at run in id order (claim_job).
     ORDER BY j.n
 )
 SELECT delivery_id FROM new
@@ -91,6 +92,7 @@ async def save_deliveries(
                     "function": job.function,
                     "item_key": job.item_key,
                     "kwargs": job.kwargs,
+                    "order_at": job.order_at,
                 }
             )
     rows = await db.fetch(

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from datetime import timedelta
 
 import asyncpg
 
-from bot.model import JobRequest, Link
+from bot.model import STATE_ACTIONS, JobRequest, Link
 
 UNFINISHED = ("queued", "running")
 
@@ -21,8 +22,11 @@ async def save_jobs(
     """Store jobs not tied to a new delivery (replays, imports); returns the new ids."""
     rows = await db.fetch(
         """
-        INSERT INTO jobs (job_id, delivery_id, function, item_key, kwargs)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
+        INSERT INTO jobs (job_id, delivery_id, function, item_key, kwargs, order_at)
+        SELECT job_id, delivery_id, function, item_key, kwargs,
+               coalesce(order_at::timestamptz, now())
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[])
+             AS j(job_id, delivery_id, function, item_key, kwargs, order_at)
         ON CONFLICT (job_id) DO NOTHING
         RETURNING job_id
         """,
@@ -31,6 +35,7 @@ async def save_jobs(
         [j.function for j in jobs],
         [j.item_key for j in jobs],
         [j.kwargs for j in jobs],
+        [j.order_at for j in jobs],
     )
     return {r["job_id"] for r in rows}
 
@@ -69,38 +74,62 @@ async def count_replays(db: asyncpg.Pool, delivery_id: str) -> int:
     return int(count)
 
 
-async def claim_job(db: asyncpg.Pool, job_id: str) -> tuple[str, asyncpg.Record | None]:
-    """Mark a job running, unless it is finished or an earlier job on its item is not.
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """What claiming a job found: ``run`` (with its row), ``finished``, ``unknown``,
+    ``settling`` (stored too recently: try again in ``wait`` seconds) or ``waiting`` (for
+    another job about its item, which wakes it when it ends)."""
 
-    Returns ("run", row), ("finished", None), ("waiting", None) or ("unknown", None).
-    Every job about one item thus runs alone and in arrival (id) order, across any
-    number of worker processes. The row also holds the job's recorded ``steps`` (a
-    JSON object of step to link), in the same round trip.
+    state: str
+    row: asyncpg.Record | None = None
+    wait: float = 0.0
+
+
+async def claim_job(db: asyncpg.Pool, job_id: str, settle: float) -> Claim:
+    """Mark a job running, unless it is finished, was stored less than ``settle`` seconds
+    ago, or another job about its item is running or comes before it
+    (``JobRequest.order_at``, then the order stored).
+
+    Every job about one item thus runs alone and in order, across any number of web and
+    worker processes (the SQL function claim_job, migration 008). The row also holds, in
+    the same round trip, the job's recorded ``steps`` (a JSON object of step to link) and
+    whether it is ``superseded``: it would set its item's state (``STATE_ACTIONS``), and
+    a job ordered after it that does so is done already.
     """
+    wait = timedelta(seconds=settle)
     row = await db.fetchrow(
         """
-        WITH claimed AS (
-            UPDATE jobs SET status = 'running', tries = tries + 1, updated_at = now()
-            WHERE job_id = $1 AND status IN ('queued', 'running')
-              AND NOT EXISTS (
-                  SELECT 1 FROM jobs earlier
-                  WHERE earlier.item_key = jobs.item_key AND earlier.id < jobs.id
-                    AND earlier.status IN ('queued', 'running'))
-            RETURNING *
-        )
         SELECT claimed.*,
                (SELECT coalesce(jsonb_object_agg(step, link), '{}'::jsonb)
-                FROM job_steps WHERE job_steps.job_id = claimed.job_id) AS steps
-        FROM claimed
+                FROM job_steps WHERE job_steps.job_id = claimed.job_id) AS steps,
+               (claimed.kwargs->>'action' = ANY($3::text[]) AND EXISTS (
+                    SELECT 1 FROM jobs later
+                    WHERE later.item_key = claimed.item_key
+                      AND later.function = claimed.function AND later.status = 'done'
+                      AND later.kwargs->>'action' = ANY($3::text[])
+                      AND (later.order_at, later.id) > (claimed.order_at, claimed.id)))
+               AS superseded
+        FROM claim_job($1, $2) AS claimed
         """,
         job_id,
+        wait,
+        list(STATE_ACTIONS),
     )
     if row is not None:
-        return "run", row
-    current = await db.fetchval("SELECT status FROM jobs WHERE job_id = $1", job_id)
+        return Claim("run", row)
+    current = await db.fetchrow(
+        "SELECT status, extract(epoch FROM created_at + $2 - now()) AS settling"
+        " FROM jobs WHERE job_id = $1",
+        job_id,
+        wait,
+    )
     if current is None:
-        return "unknown", None
-    return ("finished" if current in ("done", "failed") else "waiting"), None
+        return Claim("unknown")
+    if current["status"] in ("done", "failed"):
+        return Claim("finished")
+    if current["settling"] > 0:
+        return Claim("settling", wait=float(current["settling"]))
+    return Claim("waiting")
 
 
 async def requeue_job(db: asyncpg.Pool, job_id: str, error: str, counts: bool) -> None:
@@ -123,18 +152,28 @@ async def finish_job(
     status: str = "done",
     error: str | None = None,
     outcome: str | None = None,
-) -> None:
-    await db.execute(
+) -> str | None:
+    """Record how the job ended; returns the job about the same item that may run now
+    (the first one waiting), if any."""
+    waiting = await db.fetchval(
         """
-        UPDATE jobs SET status = $2, error = $3, outcome = $4, updated_at = now(),
-               finished_at = now()
-        WHERE job_id = $1
+        WITH finished AS (
+            UPDATE jobs SET status = $2, error = $3, outcome = $4, updated_at = now(),
+                   finished_at = now()
+            WHERE job_id = $1
+            RETURNING item_key
+        )
+        SELECT waiting.job_id FROM jobs waiting JOIN finished USING (item_key)
+        WHERE waiting.job_id <> $1 AND waiting.status = 'queued'
+        ORDER BY waiting.order_at, waiting.id
+        LIMIT 1
         """,
         job_id,
         status,
         error,
         outcome,
     )
+    return str(waiting) if waiting is not None else None
 
 
 def job_steps(claimed: asyncpg.Record) -> dict[str, Link | None]:

@@ -216,7 +216,10 @@ def connections(
             settings.database_url, min_size=2, max_size=POOL_SIZES.web
         )
         app[REDIS] = redis or connect_redis(settings.redis_url)
-        app[GROUP_COMMIT] = GroupCommit(app[POOL], app[REDIS])
+        app[GROUP_COMMIT] = GroupCommit(
+            app[POOL], app[REDIS], defer=settings.order_settle_ms / 1000
+        )
+        log.info("web ready")
         yield
         await app[GROUP_COMMIT].close()
         if redis is None:

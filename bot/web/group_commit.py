@@ -67,8 +67,11 @@ class GroupCommit:
         max_batch: int = MAX_BATCH,
         writers: int = WRITERS,
         start_at: int = START_AT,
+        defer: float = 0.0,
     ) -> None:
         self._pool = pool
+        # Queued jobs may run this many seconds after they are stored, not before.
+        self._defer = defer
         self._enqueuer = Enqueuer(redis)
         self._max_batch = max_batch
         self._writers = writers
@@ -214,7 +217,7 @@ class GroupCommit:
                 jobs, self._committed = self._committed, []
                 # False when Redis failed (push_jobs logs it; it never raises): the jobs
                 # are stored, and the worker's sweep queues them once Redis is back.
-                await push_jobs(self._enqueuer, jobs)
+                await push_jobs(self._enqueuer, jobs, defer=self._defer)
         finally:
             self._queuer = None
 

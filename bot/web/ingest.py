@@ -25,7 +25,7 @@ SAFE_HEADERS = (
     "X-GitHub-Hook-Installation-Target-Type",
 )
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,99}$")
-_EVENT_NAME = re.compile(r"^[a-z_]{1,64}$")
+_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 class DeliveryError(Exception):

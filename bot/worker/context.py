@@ -52,6 +52,8 @@ class JobContext:
     job_id: str
     job_try: int = 1
     steps: dict[str, Link | None] = field(default_factory=dict)
+    # A later change of the item's state was applied already (bot.store.jobs.claim_job).
+    superseded: bool = False
 
 
 def worker_context(ctx: ArqContext) -> WorkerContext:

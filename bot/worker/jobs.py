@@ -87,6 +87,11 @@ async def load_item(
 
 
 async def sync_item(job: JobContext, item: Item, action: str, *, status_comment: bool) -> str:
+    if job.superseded:
+        # This delivery reached us after a later change of the item's state had been
+        # applied (a delivery GitHub sent again, hours late): applying it now would undo
+        # that change.
+        return f"{action} {item.repository}#{item.number}: superseded by a later event"
     method = OUTPUT_METHODS[action]
     tracked_links, failures = await apply_outputs(job, lambda output: getattr(output, method)(item))
     if status_comment and item.kind == "pull_request" and tracked_links:

@@ -13,10 +13,11 @@ MAX_TRIES = 5
 BACKOFF_BASE = 5.0
 BACKOFF_FACTOR = 3.0
 BACKOFF_MAX = 600.0
-# A job waiting for an earlier job on the same item checks again after ORDER_WAIT, then
-# a little longer each time, up to ORDER_WAIT_MAX (see order_wait).
-ORDER_WAIT = 0.5
-ORDER_WAIT_MAX = 10.0
+# A job waiting for another job about its item is woken when that one ends; in case the
+# wake is lost (a worker killed), it checks again after ORDER_WAIT, then a little longer
+# each time, up to ORDER_WAIT_MAX (see order_wait).
+ORDER_WAIT = 5.0
+ORDER_WAIT_MAX = 60.0
 # Up to this much is added to a rate-limit wait, so waiting jobs do not all return at once.
 RATE_LIMIT_JITTER = 1.0
 # arq counts every Retry (rate-limit and ordering waits too); our rows count real
@@ -62,13 +63,14 @@ def backoff(failures: int, rng: random.Random | None = None) -> float:
 
 
 def order_wait(tries: int) -> float:
-    """How long a job waits, on its ``tries``-th check, for an earlier job on its item.
+    """How long a job waits, on its ``tries``-th check, for another job on its item, if
+    nothing wakes it first (the other job wakes it when it ends).
 
-    Every check uses one of arq's tries. The earlier job may be backing off or rate
+    Every check uses one of arq's tries. The other job may be backing off or rate
     limited for an hour, or held by a crashed worker until arq's in-progress key expires
     (job timeout + 10 s); a fixed short wait would use up arq's tries first, arq would
     drop the job, and only the sweep would bring it back an hour later. Growing waits
-    cover hours in ARQ_MAX_TRIES checks while staying short when the wait is short.
+    cover hours in ARQ_MAX_TRIES checks.
     """
     return min(ORDER_WAIT_MAX, ORDER_WAIT * max(1, tries))
 

@@ -12,6 +12,7 @@ from typing import Any
 from arq import Retry
 
 from bot.logs import kv
+from bot.queue.arq_enqueue import wake, wake_again
 from bot.store import jobs
 from bot.worker import retry
 from bot.worker.context import ArqContext, JobContext, WorkerContext, worker_context
@@ -20,6 +21,9 @@ log = logging.getLogger(__name__)
 
 JobBody = Callable[..., Awaitable[Any]]
 JobFunction = Callable[..., Awaitable[Any]]
+
+# Set in arq's ctx when a job was told to wait for another job about its item.
+_WAITING = "waiting_for_item"
 
 
 def tracked(body: JobBody) -> JobFunction:
@@ -33,6 +37,9 @@ def tracked(body: JobBody) -> JobFunction:
         fields = {"job": job_id, "function": body.__name__, "delivery": kwargs.get("delivery_id")}
         try:
             return await _run_recorded(body, worker_context(ctx), job_id, job_try, kwargs, fields)
+        except _WaitForItem as waiting:
+            ctx[_WAITING] = True
+            raise Retry(defer=waiting.delay) from None
         except retry.DATABASE_UNAVAILABLE as exc:
             # The job's own row could not be read or written. Had this reached arq as a
             # failure, arq would drop the job while its row still says queued or running
@@ -58,18 +65,22 @@ async def _run_recorded(
     fields: dict[str, Any],
 ) -> Any:
     pool = worker.pool
-    state, row = await jobs.claim_job(pool, job_id)
-    if state == "finished":
+    claim = await jobs.claim_job(pool, job_id, worker.settings.order_settle_ms / 1000)
+    if claim.state == "finished":
         log.info("job already finished", extra=kv(**fields))
         return "already finished"
-    if state == "waiting":
-        # An earlier event about the same item is not finished: it goes first.
-        raise Retry(defer=retry.order_wait(job_try))
-    if state == "unknown":
+    if claim.state == "settling":
+        raise Retry(defer=claim.wait)
+    if claim.state == "waiting":
+        # Another job about the same item runs, or comes first: it wakes this one when
+        # it ends; the wait is for when that wake is lost.
+        raise _WaitForItem(retry.order_wait(job_try))
+    if claim.state == "unknown":
         log.warning("job has no record; not run", extra=kv(**fields))
         return "unknown job"
+    row = claim.row
     assert row is not None
-    job = JobContext(worker, job_id, job_try, jobs.job_steps(row))
+    job = JobContext(worker, job_id, job_try, jobs.job_steps(row), bool(row["superseded"]))
     try:
         async with asyncio.timeout(worker.try_timeout):
             outcome = await body(job, **kwargs)
@@ -83,9 +94,43 @@ async def _run_recorded(
                 extra=kv(**fields, delay=f"{decision.delay:.1f}", reason=decision.reason),
             )
             raise Retry(defer=decision.delay) from None
-        await jobs.finish_job(pool, job_id, "failed", decision.reason)
+        await _finish(worker, job_id, "failed", error=decision.reason)
         log.error("job failed", extra=kv(**fields, reason=decision.reason))
         return f"failed: {decision.reason}"
-    await jobs.finish_job(pool, job_id, "done", outcome=str(outcome))
+    await _finish(worker, job_id, "done", outcome=str(outcome))
     log.info("job done", extra=kv(**fields, outcome=outcome))
     return outcome
+
+
+class _WaitForItem(Exception):
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+
+async def _finish(
+    worker: WorkerContext,
+    job_id: str,
+    status: str,
+    *,
+    error: str | None = None,
+    outcome: str | None = None,
+) -> None:
+    """Record the end of the job, and wake the next job about its item at once."""
+    waiting = await jobs.finish_job(worker.pool, job_id, status, error, outcome)
+    if waiting is None:
+        return
+    try:
+        await wake(worker.redis, [waiting])
+    except Exception as exc:  # redis-py's errors: the waiting job checks again later
+        log.warning("wake failed", extra=kv(job=waiting, reason=type(exc).__name__))
+
+
+async def after_job_end(ctx: ArqContext) -> None:
+    """arq's hook once it has re-scored a job that was told to wait: a wake that came
+    meanwhile was undone by that, so it is applied again."""
+    if not ctx.pop(_WAITING, False):
+        return
+    try:
+        await wake_again(worker_context(ctx).redis, ctx["job_id"])
+    except Exception as exc:  # the job checks again later (retry.order_wait)
+        log.warning("wake failed", extra=kv(job=ctx["job_id"], reason=type(exc).__name__))

@@ -1,8 +1,10 @@
 """Signed GitHub deliveries about many pull requests and issues, made from the recorded
 fixtures by changing their numbers, titles and comments (for load and fault tests).
 
-Every delivery gets a fresh ``X-GitHub-Delivery``; the item's texts are what the bot's
-outputs will write, so tests can compute the expected cards, comments and issues.
+Every delivery gets a fresh ``X-GitHub-Delivery`` and, as GitHub writes it, the time it
+happened to its item (``updated_at``, a comment's ``created_at``): now, unless ``at`` says
+otherwise. The item's texts are what the bot's outputs will write, so tests can compute
+the expected cards, comments and issues.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import copy
 import functools
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.cli.receive import read_fixture, signed_request
@@ -67,13 +70,23 @@ def _sign(
     return signed_request(headers, body, secret, new_id=True), body
 
 
+def github_time(moment: datetime | None = None) -> str:
+    """A time as GitHub's payloads give it: UTC, to the second."""
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _retarget(data: dict[str, Any], repository: str) -> None:
     data["repository"]["full_name"] = repository
     data["repository"]["name"] = repository.split("/", 1)[1]
 
 
 def pull_request(
-    action: str, number: int, *, repository: str = REPOSITORY, secret: str = SECRET
+    action: str,
+    number: int,
+    *,
+    repository: str = REPOSITORY,
+    secret: str = SECRET,
+    at: str | None = None,
 ) -> Sent:
     """``opened``, ``closed``, ``merged`` (closed by merging) or ``reopened``."""
     fixture = {"merged": "closed_merged"}.get(action, action)
@@ -86,11 +99,19 @@ def pull_request(
         number=number,
         title=title("pull_request", number),
         html_url=f"https://github.com/{repository}/pull/{number}",
+        updated_at=at or github_time(),
     )
     return Sent(*_sign(headers, data, secret), "pull_request", number, action)
 
 
-def issue(action: str, number: int, *, repository: str = REPOSITORY, secret: str = SECRET) -> Sent:
+def issue(
+    action: str,
+    number: int,
+    *,
+    repository: str = REPOSITORY,
+    secret: str = SECRET,
+    at: str | None = None,
+) -> Sent:
     """``opened``, ``closed`` or ``reopened``."""
     headers, recorded = _fixture(f"issues/{action}")
     data = copy.deepcopy(recorded)
@@ -99,6 +120,7 @@ def issue(action: str, number: int, *, repository: str = REPOSITORY, secret: str
         number=number,
         title=title("issue", number),
         html_url=f"https://github.com/{repository}/issues/{number}",
+        updated_at=at or github_time(),
     )
     return Sent(*_sign(headers, data, secret), "issue", number, action)
 
@@ -111,16 +133,24 @@ def comment(
     *,
     repository: str = REPOSITORY,
     secret: str = SECRET,
+    at: str | None = None,
 ) -> Sent:
     """A new comment by COMMENTER on a pull request or an issue."""
+    at = at or github_time()
     on = "pull_request" if kind == "pull_request" else "issue"
     headers, recorded = _fixture(f"issue_comment/created_on_{on}")
     data = copy.deepcopy(recorded)
     _retarget(data, repository)
     path = "pull" if kind == "pull_request" else "issues"
     url = f"https://github.com/{repository}/{path}/{number}"
-    data["issue"].update(number=number, title=title(kind, number), html_url=url)
-    data["comment"].update(id=comment_id, body=body, html_url=f"{url}#issuecomment-{comment_id}")
+    data["issue"].update(number=number, title=title(kind, number), html_url=url, updated_at=at)
+    data["comment"].update(
+        id=comment_id,
+        body=body,
+        html_url=f"{url}#issuecomment-{comment_id}",
+        created_at=at,
+        updated_at=at,
+    )
     data["comment"]["user"]["login"] = data["sender"]["login"] = COMMENTER
     return Sent(*_sign(headers, data, secret), kind, number, "comment", body)
 
