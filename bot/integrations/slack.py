@@ -13,12 +13,12 @@ SERVICE = "slack"
 
 
 class SlackClient:
-    def __init__(self, session: aiohttp.ClientSession, token: str, api_url: str) -> None:
-        self.session, self.token, self.api_url = session, token, api_url.rstrip("/")
+    def __init__(self, http: aiohttp.ClientSession, token: str, api_url: str) -> None:
+        self.http, self.token, self.api_url = http, token, api_url.rstrip("/")
 
     async def _request(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
         response = await send(
-            self.session,
+            self.http,
             SERVICE,
             "POST",
             f"{self.api_url}/{method}",
