@@ -16,8 +16,9 @@ from cachetools import TLRUCache, TTLCache
 from gidgethub.apps import get_jwt
 
 from bot.config import Settings
-from bot.integrations.errors import NotRetryable
+from bot.integrations.errors import NotRetryable, RateLimited
 from bot.integrations.http import Response, send
+from bot.integrations.ratelimit import SharedBackoff
 from bot.logs import kv
 from bot.model import Contributor
 
@@ -47,8 +48,12 @@ class GitHubClient:
         settings: Settings,
         *,
         clock: Callable[[], float] = time.time,
+        backoff: SharedBackoff | None = None,
     ) -> None:
         self.session = session
+        # Rate limits GitHub sets (per installation, or for the token) are waited out by
+        # every process that shares it, not only the one GitHub told.
+        self._backoff = backoff
         self.settings = settings
         self.api_url = settings.github_api_url.rstrip("/")
         self._clock = clock
@@ -80,15 +85,25 @@ class GitHubClient:
         authorization: str | None = None,
     ) -> Response:
         url = path if path.startswith("http") else f"{self.api_url}{path}"
+        scope = "app" if authorization else str(installation_id or "token")
+        if self._backoff is not None:
+            wait = await self._backoff.remaining(scope)
+            if wait > 0:
+                raise RateLimited(SERVICE, "waiting out a rate limit GitHub set", wait)
         headers = {
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": API_VERSION,
             "User-Agent": USER_AGENT,
             "Authorization": authorization or await self._authorization(installation_id),
         }
-        return await send(
-            self.session, SERVICE, method, url, headers=headers, params=params, body=body
-        )
+        try:
+            return await send(
+                self.session, SERVICE, method, url, headers=headers, params=params, body=body
+            )
+        except RateLimited as exc:
+            if self._backoff is not None:
+                await self._backoff.wait(scope, exc.retry_after)
+            raise
 
     # -- authentication -----------------------------------------------------------------
 

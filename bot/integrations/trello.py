@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+from redis.asyncio import Redis
 
 from bot.config import Settings
 from bot.integrations.http import send
-from bot.integrations.ratelimit import SlidingWindowLimiter, Window
+from bot.integrations.ratelimit import Limiter, SharedWindowLimiter, SlidingWindowLimiter, Window
 
 SERVICE = "trello"
 CARD_FIELDS = "name,closed,idList,shortUrl,url"
 # Boards answer newest cards first, at most this many per call; older ones via ``before``.
 BOARD_PAGE_SIZE = 1000
 MAX_BOARD_PAGES = 50
-# Trello's published limits: 100 requests per 10 s per token and 300 per 10 s per key.
+# Trello's published limits: 100 requests per 10 s per token and 300 per 10 s per key
+# (in that order).
 TRELLO_WINDOWS = (Window(100, 10.0), Window(300, 10.0))
 LISTED_CARD_FIELDS = "name,url,shortUrl,labels"
 # Trello's maximum for actions, nested in a card list or asked for on one card.
@@ -88,6 +91,16 @@ class ListedCard:
         )
 
 
+def shared_limiter(redis: Redis, settings: Settings) -> SharedWindowLimiter:
+    """Trello's limits for every process on one Redis: per token and per key, as Trello
+    counts them. The names say whose they are without saying the secrets."""
+    names = [
+        "trello:token:" + hashlib.sha256(settings.trello_user_token.encode()).hexdigest()[:16],
+        "trello:key:" + hashlib.sha256(settings.trello_app_key.encode()).hexdigest()[:16],
+    ]
+    return SharedWindowLimiter(redis, list(zip(names, TRELLO_WINDOWS, strict=False)))
+
+
 def trello_date(moment: datetime) -> str:
     """Trello's date format: ISO 8601 in UTC with milliseconds and a ``Z``."""
     utc = moment.astimezone(UTC)
@@ -102,7 +115,7 @@ class TrelloClient:
         session: aiohttp.ClientSession,
         settings: Settings,
         *,
-        limiter: SlidingWindowLimiter | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self._session = session
         self._base = settings.trello_api_url.rstrip("/") + "/1/"

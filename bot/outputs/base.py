@@ -7,6 +7,7 @@ from typing import Protocol
 
 import aiohttp
 import asyncpg
+from redis.asyncio import Redis
 
 from bot.config import Settings
 from bot.model import Comment, Contributor, Item, Link
@@ -24,6 +25,8 @@ class Services:
     http: aiohttp.ClientSession
     pool: asyncpg.Pool
     directory: ContributorDirectory
+    # The worker processes' shared Redis: outside APIs' limits hold across all of them.
+    redis: Redis | None = None
 
 
 class Output(Protocol):

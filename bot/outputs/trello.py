@@ -12,7 +12,7 @@ from cachetools import TTLCache
 
 from bot.config import Settings
 from bot.integrations.errors import NotRetryable
-from bot.integrations.trello import Card, TrelloClient
+from bot.integrations.trello import Card, TrelloClient, shared_limiter
 from bot.locks import KeyedLocks
 from bot.logs import kv
 from bot.model import Comment, Item, Link
@@ -68,7 +68,8 @@ class TrelloOutput:
         settings = services.settings
         self._services = services
         self._settings = settings
-        self._client = client or TrelloClient(services.http, settings)
+        limiter = shared_limiter(services.redis, settings) if services.redis else None
+        self._client = client or TrelloClient(services.http, settings, limiter=limiter)
         self._now = now
         self._board_cards_cache: TTLCache[str, list[Card]] = TTLCache(
             maxsize=BOARD_CACHE_SIZE, ttl=BOARD_CACHE_SECONDS

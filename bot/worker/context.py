@@ -16,6 +16,7 @@ from arq.connections import ArqRedis
 
 from bot.config import POOL_SIZES, Settings
 from bot.integrations.github import GitHubClient
+from bot.integrations.ratelimit import SharedBackoff
 from bot.logs import kv
 from bot.model import Link
 from bot.outputs import Output, Services, build_outputs
@@ -74,13 +75,15 @@ async def startup(ctx: ArqContext) -> None:
     if pool is None:
         assert settings.database_url
         pool = await create_pool(settings.database_url, max_size=POOL_SIZES.worker)
+    redis: ArqRedis = ctx["redis"]
     http = aiohttp.ClientSession()
-    github = GitHubClient(http, settings)
-    outputs = build_outputs(settings.outputs, Services(settings, http, pool, directory=github))
+    github = GitHubClient(http, settings, backoff=SharedBackoff(redis, "github"))
+    services = Services(settings, http, pool, directory=github, redis=redis)
+    outputs = build_outputs(settings.outputs, services)
     ctx[_WORKER] = WorkerContext(
         settings=settings,
         pool=pool,
-        redis=ctx["redis"],
+        redis=redis,
         http=http,
         github=github,
         outputs=outputs,
