@@ -72,10 +72,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 async def clean_state(pool: asyncpg.Pool, redis: ArqRedis) -> None:
-    await pool.execute(
-        "TRUNCATE deliveries, jobs, projects, item_links, pending_creates, installations,"
-        " installation_repositories RESTART IDENTITY CASCADE"
+    # Every table the migrations made, whichever they are.
+    tables = await pool.fetch(
+        "SELECT quote_ident(tablename) AS name FROM pg_tables"
+        " WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
     )
+    await pool.execute(f"TRUNCATE {', '.join(t['name'] for t in tables)} RESTART IDENTITY CASCADE")
     await redis.flushdb()
 
 

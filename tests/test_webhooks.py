@@ -285,3 +285,39 @@ async def test_unknown_paths_and_methods_answer_json(client: Any) -> None:
     wrong_method = await client.get("/webhooks")
     assert (missing.status, wrong_method.status) == (404, 405)
     assert "error" in await missing.json() and "error" in await wrong_method.json()
+
+
+# A sample of the event names GitHub's webhook documentation lists, digits included.
+DOCUMENTED_EVENTS = [
+    "branch_protection_configuration",
+    "check_suite",
+    "custom_property_values",
+    "github_app_authorization",
+    "installation_target",
+    "merge_group",
+    "personal_access_token_request",
+    "projects_v2",
+    "projects_v2_item",
+    "projects_v2_status_update",
+    "repository_advisory",
+    "security_and_analysis",
+    "sub_issues",
+    "workflow_job",
+]
+
+
+@pytest.mark.parametrize("event", DOCUMENTED_EVENTS)
+async def test_every_event_github_documents_is_accepted(
+    client: Any, pool: asyncpg.Pool, event: str
+) -> None:
+    body = json.dumps({"action": "created", "sender": {"login": "octocat"}}).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": f"delivery-{event}",
+        "X-Hub-Signature-256": signature_for(body, SECRET),
+    }
+    response = await client.post("/webhooks", data=body, headers=headers)
+    assert response.status == 202, await response.text()
+    assert await pool.fetchval("SELECT event FROM deliveries") == event
+    assert await stored_jobs(pool, f"delivery-{event}") == []

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -15,6 +17,7 @@ from bot.config import Settings
 from bot.integrations.github import GitHubClient
 from bot.model import REPOSITORY_NAME
 from bot.store import deliveries, jobs, projects
+from bot.worker import recovery
 
 
 def _when(value: Any) -> str:
@@ -95,6 +98,70 @@ def events_replay(args: argparse.Namespace) -> int:
         return 0
 
     return run(work, load_settings(), with_redis=True)
+
+
+_DURATION = re.compile(r"^(\d{1,5})([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> timedelta:
+    """``90m``, ``6h``, ``2d``: for argparse (a bad one is a usage error, exit 2)."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age like 90m, 6h or 2d")
+    age = timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    if age > recovery.RETENTION:
+        raise argparse.ArgumentTypeError("GitHub keeps three days of deliveries: at most 3d")
+    return age
+
+
+def events_recover(args: argparse.Namespace) -> int:
+    async def work(settings: Settings) -> int:
+        async with connected(settings) as (pool, _), aiohttp.ClientSession() as session:
+            since = datetime.now(UTC) - args.since if args.since else None
+            try:
+                result = await recovery.recover(
+                    GitHubClient(session, settings), pool, since=since, dry_run=args.dry_run
+                )
+            except recovery.RecoveryUnavailable as exc:
+                raise UsageError(str(exc)) from None
+        print(
+            f"read {result.checked} delivery attempt(s) since "
+            f"{result.since:%Y-%m-%d %H:%M:%S} UTC: {len(result.missed)} missed"
+        )
+        if result.missed:
+            print(
+                table(
+                    ("DELIVERY", "EVENT", "ACTION", "LAST TRY", "ANSWER", "ASKED AGAIN"),
+                    [
+                        (
+                            m.guid,
+                            m.event,
+                            m.action or "",
+                            f"{m.delivered_at:%Y-%m-%d %H:%M:%S}",
+                            m.status_code or "none",
+                            _asked(m, dry_run=args.dry_run),
+                        )
+                        for m in result.missed
+                    ],
+                )
+            )
+        if not args.dry_run:
+            print(f"asked GitHub to send {result.requested} delivery(ies) again")
+        if result.stopped:
+            print(f"stopped early: {result.stopped}", file=sys.stderr)
+            return 1
+        return 0
+
+    return run(work, load_settings())
+
+
+def _asked(missed: recovery.Missed, *, dry_run: bool) -> str:
+    if missed.asked_before:
+        return "before (not again)"
+    if missed.requested:
+        return "now"
+    return "would be" if dry_run else "no"
 
 
 def jobs_failed(args: argparse.Namespace) -> int:

@@ -76,6 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("delivery_id", metavar="DELIVERY_ID")
     replay.set_defaults(func=admin.events_replay)
+    recover = events.add_parser(
+        "recover",
+        help="ask GitHub to send again the deliveries it failed to hand over (App only)",
+        description="Read the App's webhook delivery log back to --since and ask GitHub to "
+        "send again, once, every delivery whose last attempt failed and that is not stored "
+        "here. The worker does this every ten minutes; GitHub keeps three days of the log.",
+    )
+    recover.add_argument(
+        "--since",
+        type=admin.duration,
+        metavar="AGE",
+        help="how far back to look, e.g. 90m, 6h, 2d (default: where the last scan ended, "
+        "or 6h; at most 3d)",
+    )
+    recover.add_argument(
+        "--dry-run", action="store_true", help="list the missed deliveries; ask for none"
+    )
+    recover.set_defaults(func=admin.events_recover)
 
     jobs = commands.add_parser(
         "jobs", help="failed jobs", description="List or retry finally failed jobs."

@@ -7,6 +7,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -33,6 +34,35 @@ TOKEN_RENEW_MARGIN = 300.0
 JWT_REUSE_SECONDS = 480.0
 CONTRIBUTOR_TTL = 3600.0
 _NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
+
+
+@dataclass(frozen=True)
+class HookDelivery:
+    """One attempt in the App's webhook delivery log."""
+
+    id: int  # this attempt's id, which a redelivery is asked by
+    guid: str  # the X-GitHub-Delivery it carried (a redelivery carries the same)
+    delivered_at: datetime
+    redelivery: bool
+    status_code: int  # our answer (0: none, as for a refused connection or a timeout)
+    event: str
+    action: str | None
+
+    @property
+    def succeeded(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> HookDelivery:
+        return cls(
+            id=int(data["id"]),
+            guid=str(data["guid"]),
+            delivered_at=datetime.fromisoformat(str(data["delivered_at"]).replace("Z", "+00:00")),
+            redelivery=bool(data.get("redelivery")),
+            status_code=int(data.get("status_code") or 0),
+            event=str(data.get("event") or ""),
+            action=data.get("action") if isinstance(data.get("action"), str) else None,
+        )
 
 
 def _expiry_timestamp(value: str) -> float:
@@ -168,14 +198,24 @@ class GitHubClient:
     # -- reads --------------------------------------------------------------------------
 
     async def paginate(
-        self, path: str, *, installation_id: int | None, params: dict[str, str] | None = None
+        self,
+        path: str,
+        *,
+        installation_id: int | None,
+        params: dict[str, str] | None = None,
+        as_app: bool = False,
     ) -> AsyncIterator[Any]:
-        """Every element of a list endpoint, following ``Link: rel="next"`` pages."""
+        """Every element of a list endpoint, following ``Link: rel="next"`` pages (page
+        numbers or cursors alike). ``as_app``: an App endpoint, asked with the JWT."""
         url: str | None = path
         query: dict[str, str] | None = {"per_page": "100", **(params or {})}
         while url:
             response = await self._request(
-                "GET", url, installation_id=installation_id, params=query
+                "GET",
+                url,
+                installation_id=installation_id,
+                params=query,
+                authorization=f"Bearer {self.app_jwt()}" if as_app else None,
             )
             for element in response.data or []:
                 yield element
@@ -269,6 +309,34 @@ class GitHubClient:
             body={"body": body},
         )
         return dict(response.data)
+
+    # -- the App's webhook deliveries ---------------------------------------------------
+
+    async def hook_deliveries(
+        self, page: str | None = None
+    ) -> tuple[list[HookDelivery], str | None]:
+        """A page of the App's webhook delivery log (GitHub keeps three days of it),
+        newest first: the first page, or the one at ``page`` (an address a previous page
+        gave), and the address of the next page, if any."""
+        response = await self._request(
+            "GET",
+            page or "/app/hook/deliveries",
+            installation_id=None,
+            params=None if page else {"per_page": "100"},
+            authorization=f"Bearer {self.app_jwt()}",
+        )
+        match = _NEXT_LINK.search(response.headers.get("Link", ""))
+        attempts = [HookDelivery.from_api(data) for data in response.data or []]
+        return attempts, match.group(1) if match else None
+
+    async def redeliver(self, hook_delivery_id: int) -> None:
+        """Ask GitHub to send a delivery again (it answers at once and sends it soon)."""
+        await self._request(
+            "POST",
+            f"/app/hook/deliveries/{hook_delivery_id}/attempts",
+            installation_id=None,
+            authorization=f"Bearer {self.app_jwt()}",
+        )
 
     # -- gists --------------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ errors use GitHub's status codes, rate-limit headers and JSON bodies.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 from aiohttp import web
@@ -71,6 +74,15 @@ class FakeGitHub:
     chaos: Chaos | None = None  # random faults for a share of the requests
     base_url: str = ""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1_900_000_001))
+    # The App's webhook delivery log, newest last: every attempt GitHub made (as
+    # GET /app/hook/deliveries lists them), and what was sent, to send it again.
+    hook_deliveries: list[dict[str, Any]] = field(default_factory=list)
+    sent: dict[str, tuple[dict[str, str], bytes]] = field(default_factory=dict)
+    # Where a redelivery goes (the App's webhook URL), and how it was answered.
+    webhook_url: str = ""
+    redelivery_answers: list[int] = field(default_factory=list)
+    _hook_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(40_000_000_001))
+    _redelivering: set[asyncio.Task[None]] = field(default_factory=set)
 
     # -- helpers for tests --------------------------------------------------------------
 
@@ -113,6 +125,37 @@ class FakeGitHub:
             return error(status, "Server Error" if status >= 500 else "Failed")
 
         self.faults.append(fault)
+
+    def log_delivery(
+        self,
+        headers: dict[str, str],
+        body: bytes,
+        status_code: int,
+        *,
+        delivered_at: datetime | None = None,
+        redelivery: bool = False,
+    ) -> dict[str, Any]:
+        """Note an attempt to deliver ``body`` to the App's webhook, as GitHub's delivery
+        log shows it (status_code 0: no answer at all, as for a connection refused)."""
+        data = json.loads(body)
+        guid = headers["X-GitHub-Delivery"]
+        self.sent.setdefault(guid, (dict(headers), body))
+        attempt = {
+            "id": next(self._hook_ids),
+            "guid": guid,
+            "delivered_at": (delivered_at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "redelivery": redelivery,
+            "duration": 0.05,
+            "status": _DELIVERY_STATUS.get(status_code, f"Invalid HTTP Response: {status_code}"),
+            "status_code": status_code,
+            "event": headers["X-GitHub-Event"],
+            "action": data.get("action"),
+            "installation_id": (data.get("installation") or {}).get("id"),
+            "repository_id": (data.get("repository") or {}).get("id"),
+            "throttled_at": None,
+        }
+        self.hook_deliveries.append(attempt)
+        return attempt
 
     def add_user(self, login: str, **fields: Any) -> None:
         user_id = next(self._ids)
@@ -186,6 +229,8 @@ class FakeGitHub:
         r.add_get("/repos/{owner}/{repo}/issues/{number}/comments", self.list_comments)
         r.add_post("/repos/{owner}/{repo}/issues/{number}/comments", self.create_comment)
         r.add_patch("/gists/{id}", self.edit_gist)
+        r.add_get("/app/hook/deliveries", self.list_hook_deliveries)
+        r.add_post("/app/hook/deliveries/{id}/attempts", self.redeliver)
         return app
 
     @web.middleware
@@ -341,6 +386,65 @@ class FakeGitHub:
         gist.setdefault("history", []).append(change)
         return web.json_response(gist)
 
+    async def list_hook_deliveries(self, request: web.Request) -> web.Response:
+        """Newest first, ``per_page`` (at most 100) at a time from ``cursor``, the next
+        page's cursor in the ``Link`` header, as GitHub pages its delivery log."""
+        refused = self._check_jwt(request)
+        if refused is not None:
+            return refused
+        try:
+            per_page = int(request.query.get("per_page", "30"))
+            start = int(request.query.get("cursor", "v1_0").removeprefix("v1_"))
+        except ValueError:
+            return error(400, "Bad request")
+        if not 1 <= per_page <= 100:
+            return error(422, "per_page must be between 1 and 100")
+        newest_first = self.hook_deliveries[::-1]
+        page = newest_first[start : start + per_page]
+        headers = {}
+        if start + per_page < len(newest_first):
+            query = f"per_page={per_page}&cursor=v1_{start + per_page}"
+            headers["Link"] = f'<{self.base_url}/app/hook/deliveries?{query}>; rel="next"'
+        return web.json_response(page, headers=headers)
+
+    async def redeliver(self, request: web.Request) -> web.Response:
+        """Send a logged delivery again, as GitHub does: the same headers and body (so the
+        same X-GitHub-Delivery), to the webhook URL; the attempt joins the log."""
+        refused = self._check_jwt(request)
+        if refused is not None:
+            return refused
+        wanted = int(request.match_info["id"])
+        attempt = next((a for a in self.hook_deliveries if a["id"] == wanted), None)
+        if attempt is None:
+            return error(404, "Not Found")
+        # GitHub answers at once and sends the delivery again a moment later.
+        task = asyncio.get_running_loop().create_task(self._send_again(attempt["guid"]))
+        self._redelivering.add(task)
+        task.add_done_callback(self._redelivering.discard)
+        return web.json_response({}, status=202)
+
+    async def _send_again(self, guid: str) -> None:
+        headers, body = self.sent[guid]
+        status = 0
+        if self.webhook_url:
+            try:
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.post(self.webhook_url, data=body, headers=headers) as answer,
+                ):
+                    status = answer.status
+            except aiohttp.ClientError:
+                status = 0
+        self.redelivery_answers.append(status)
+        self.log_delivery(headers, body, status, redelivery=True)
+
+    async def redeliveries_sent(self) -> None:
+        """Wait until every redelivery asked for has been sent (and answered)."""
+        while self._redelivering:
+            await asyncio.wait(set(self._redelivering))
+
+
+_DELIVERY_STATUS = {0: "timed out", 200: "OK", 202: "Accepted"}
 
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 TEST_PRIVATE_PEM = _KEY.private_bytes(
