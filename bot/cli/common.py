@@ -17,7 +17,8 @@ from arq.connections import ArqRedis
 
 from bot import embedded
 from bot.cli.actions import NotFound
-from bot.config import POOL_SIZES, Settings
+from bot.config import Settings
+from bot.error_tracking import setup_error_tracking
 from bot.integrations.errors import ServiceError
 from bot.logs import setup_logging
 from bot.queue.redis_client import connect_redis
@@ -38,7 +39,8 @@ def load_settings(*, local_secrets: bool = False) -> Settings:
             or (_local_secret(settings.data_dir, "webhook-secret"),),
             admin_token=settings.admin_token or _local_secret(settings.data_dir, "admin-token"),
         )
-    setup_logging(settings.secrets())
+    setup_logging(settings.secrets(), settings.log_level)
+    setup_error_tracking(settings)
     return settings
 
 
@@ -66,7 +68,7 @@ async def connected(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, Arq
     """A migrated pool and a Redis client (connecting on first use) for one command."""
     assert settings.database_url
     try:
-        pool = await db.create_pool(settings.database_url, max_size=POOL_SIZES.cli)
+        pool = await db.create_pool(settings.database_url, max_size=settings.pool_sizes.cli)
         await db.migrate(pool)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # The message names the failure, never the URL (it may hold the password).

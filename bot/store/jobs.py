@@ -123,18 +123,24 @@ async def finish_job(
     status: str = "done",
     error: str | None = None,
     outcome: str | None = None,
-) -> None:
-    await db.execute(
+) -> float | None:
+    """Record the job's end; returns the seconds since its delivery was received (None
+    for jobs with no delivery, and for replays, whose delivery came long before)."""
+    seconds = await db.fetchval(
         """
         UPDATE jobs SET status = $2, error = $3, outcome = $4, updated_at = now(),
                finished_at = now()
         WHERE job_id = $1
+        RETURNING (SELECT extract(epoch FROM now() - d.received_at)::float8 FROM deliveries d
+                   WHERE d.delivery_id = jobs.delivery_id
+                     AND split_part(jobs.job_id, ':', 2) NOT LIKE 'replay%')
         """,
         job_id,
         status,
         error,
         outcome,
     )
+    return None if seconds is None else float(seconds)
 
 
 def job_steps(claimed: asyncpg.Record) -> dict[str, Link | None]:
@@ -171,3 +177,12 @@ async def unqueued_jobs(
         stale_seconds,
         limit,
     )
+
+
+async def unfinished_counts(db: asyncpg.Pool) -> dict[str, int]:
+    """How many jobs are queued and running (for /metrics)."""
+    rows = await db.fetch(
+        "SELECT status, count(*) AS n FROM jobs WHERE status IN ('queued', 'running')"
+        " GROUP BY status"
+    )
+    return {r["status"]: int(r["n"]) for r in rows}

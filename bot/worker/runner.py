@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq import Retry
 
+from bot import metrics
 from bot.logs import kv
 from bot.store import jobs
 from bot.worker import retry
@@ -40,6 +42,7 @@ def tracked(body: JobBody) -> JobFunction:
             # it again instead. Steps it completed are recorded and are not redone.
             delay = retry.backoff(job_try)
             reason = f"{type(exc).__name__}: {exc}"
+            metrics.count_job(body.__name__, "retry")
             log.warning(
                 "job record unavailable; will retry",
                 extra=kv(**fields, delay=f"{delay:.1f}", reason=reason),
@@ -58,18 +61,23 @@ async def _run_recorded(
     fields: dict[str, Any],
 ) -> Any:
     pool = worker.pool
+    function = body.__name__
     state, row = await jobs.claim_job(pool, job_id)
     if state == "finished":
+        metrics.count_job(function, "skipped")
         log.info("job already finished", extra=kv(**fields))
         return "already finished"
     if state == "waiting":
         # An earlier event about the same item is not finished: it goes first.
+        metrics.count_job(function, "waiting")
         raise Retry(defer=retry.order_wait(job_try))
     if state == "unknown":
+        metrics.count_job(function, "skipped")
         log.warning("job has no record; not run", extra=kv(**fields))
         return "unknown job"
     assert row is not None
     job = JobContext(worker, job_id, job_try, jobs.job_steps(row))
+    started = time.perf_counter()
     try:
         async with asyncio.timeout(worker.try_timeout):
             outcome = await body(job, **kwargs)
@@ -78,14 +86,24 @@ async def _run_recorded(
         decision = retry.decide(exc, failures)
         if decision.retry:
             await jobs.requeue_job(pool, job_id, decision.reason, decision.counts)
+            metrics.count_job(function, "retry", time.perf_counter() - started)
             log.warning(
                 "job will retry",
                 extra=kv(**fields, delay=f"{decision.delay:.1f}", reason=decision.reason),
             )
             raise Retry(defer=decision.delay) from None
         await jobs.finish_job(pool, job_id, "failed", decision.reason)
-        log.error("job failed", extra=kv(**fields, reason=decision.reason))
+        metrics.count_job(function, "failed", time.perf_counter() - started)
+        # A bug in our own code is logged with its traceback (in the same line), once.
+        log.error(
+            "job failed",
+            extra=kv(**fields, reason=decision.reason),
+            exc_info=exc if decision.unexpected else None,
+        )
         return f"failed: {decision.reason}"
-    await jobs.finish_job(pool, job_id, "done", outcome=str(outcome))
+    since_delivery = await jobs.finish_job(pool, job_id, "done", outcome=str(outcome))
+    metrics.count_job(function, "done", time.perf_counter() - started)
+    if since_delivery is not None:
+        metrics.count_effect(function, since_delivery)
     log.info("job done", extra=kv(**fields, outcome=outcome))
     return outcome
