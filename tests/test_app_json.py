@@ -22,8 +22,9 @@ SCHEMA = json.loads((ROOT / "tests" / "data" / "app-json.schema.json").read_text
 APP = json.loads((ROOT / "app.json").read_text())
 
 # Heroku sets these itself: PORT for every web dyno, DYNO (its name) for every dyno, the
-# rest by attaching the heroku-postgresql and heroku-redis add-ons. Declaring them in app.json would offer to
-# override what the add-ons own, so they are the only variables it leaves out.
+# rest by attaching the heroku-postgresql and heroku-redis add-ons. Declaring them in
+# app.json would offer to override what Heroku owns, so they are the only variables it
+# leaves out.
 PLATFORM_VARIABLES = {"PORT", "DATABASE_URL", "REDIS_URL", "REDIS_TLS_URL", "DYNO"}
 
 
