@@ -1,10 +1,13 @@
-"""A job that fails on a bug in our own code: recorded as failed, and its traceback
-logged once, in one line, with no secret in it."""
+"""A job or a command that fails on a bug in our own code: its traceback is logged once,
+in one line, with no secret in it."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +18,7 @@ from bot.config import Settings
 from bot.logs import KeyValueFormatter, LineHandler
 from tests.fakes.github import FakeGitHub
 from tests.fakes.trello import FakeTrello, trello_settings
-from tests.support import delivery, run_worker
+from tests.support import ROOT, delivery, run_worker
 
 
 @pytest.fixture
@@ -71,3 +74,37 @@ async def test_a_failing_jobs_traceback_is_logged_once_without_secrets(
     assert "KeyError: 'id'" in line and "bot/integrations/trello.py" in line
     for secret in configured.secrets():
         assert secret not in text
+
+
+# A command whose code has a bug (a stand-in for `migrate`), run as `python -m bot` runs.
+BROKEN_COMMAND = """
+import os, sys
+import bot.cli.processes
+def migrate(args):
+    raise RuntimeError("could not use " + os.environ["ADMIN_TOKEN"])
+bot.cli.processes.migrate = migrate
+from bot.cli.main import main
+sys.exit(main(["migrate"]))
+"""
+
+
+async def test_a_command_that_fails_unexpectedly_logs_one_masked_line() -> None:
+    token = "a-admin-token-for-this-test"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADMIN_", "GITHUB_"))}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        BROKEN_COMMAND,
+        cwd=ROOT,
+        env={**env, "ADMIN_TOKEN": token},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 1
+    lines = err.decode().splitlines()
+    (logged,) = [line for line in lines if "Traceback" in line]
+    assert 'event="command failed" command=migrate' in logged
+    assert "RuntimeError: could not use ***" in logged
+    assert lines[-1] == "error: migrate failed unexpectedly (logged above)"
+    assert token not in err.decode()
