@@ -100,4 +100,4 @@ def test_a_very_long_traceback_keeps_its_start_and_its_end() -> None:
     (line,) = stream.getvalue().splitlines()
     assert len(line.encode()) < 10_000  # Heroku splits longer lines
     assert "Traceback (most recent call last)" in line and "characters left out" in line
-    assert line.endswith('many words the bottom"') and 'in deep' in line
+    assert line.endswith('many words the bottom"') and "in deep" in line
