@@ -73,10 +73,17 @@ class FinishFailsOnce:
         self.failed = False
 
     async def execute(self, query: str, *args: Any) -> Any:
+        self._fail_once(query)
+        return await self._pool.execute(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        self._fail_once(query)
+        return await self._pool.fetchval(query, *args)
+
+    def _fail_once(self, query: str) -> None:
         if "finished_at = now()" in query and not self.failed:
             self.failed = True
             raise asyncpg.AdminShutdownError("terminating connection due to administrator command")
-        return await self._pool.execute(query, *args)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pool, name)
