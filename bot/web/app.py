@@ -78,8 +78,12 @@ REFUSALS = {401: "bad_signature", 413: "too_large", 415: "bad_content_type"}
 
 async def receive_webhook(request: web.Request) -> web.Response:
     started = time.perf_counter()
-    response, answer = await _receive(request)
     event = request.headers.get("X-GitHub-Event", "")
+    try:
+        response, answer = await _receive(request)
+    except Exception:  # a bug: errors_as_json logs it and answers 503
+        metrics.count_delivery(event, "error", time.perf_counter() - started)
+        raise
     metrics.count_delivery(event, answer, time.perf_counter() - started)
     return response
 
