@@ -25,6 +25,8 @@ DEFAULT_OUTPUTS = ("trello",)
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_TRELLO_API_URL = "https://api.trello.com"
 DEFAULT_TZ = "UTC"
+DEFAULT_LOG_LEVEL = "INFO"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,13 @@ class PoolSizes:
     web: int
     worker: int
     cli: int
+    migrate: int = 1  # the release phase; web and worker also migrate on one as they start
 
 
-POOL_SIZES = PoolSizes(web=20, worker=20, cli=4)
+# The defaults fit Heroku Postgres' smallest plan (20 connections): one web (5), two
+# workers (5 each), the release phase (1) and one CLI command (2) open at most 18, which
+# leaves 2 for `heroku pg:psql`. DATABASE_POOL_SIZE_WEB / _WORKER change the first two.
+POOL_SIZES = PoolSizes(web=5, worker=5, cli=2)
 JIRA_PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PRIVATE_KEY|API_KEY|_KEY)$")
 _TRUE = {"1", "true", "yes", "on"}
@@ -65,6 +71,11 @@ class Settings:
     port: int = DEFAULT_PORT
     admin_token: str = _secret()
     stored_event_limit: int = DEFAULT_STORED_EVENT_LIMIT
+    log_level: str = DEFAULT_LOG_LEVEL
+    pool_sizes: PoolSizes = POOL_SIZES
+    metrics_public: bool = False  # /metrics without the admin token
+    dyno: str = ""  # Heroku's name for this process (web.1, worker.2): its metrics' label
+    sentry_dsn: str = _secret()
     # Worker: jobs run at once per worker process, and arq's job timeout.
     worker_max_jobs: int = DEFAULT_WORKER_MAX_JOBS
     worker_job_timeout: int = DEFAULT_WORKER_JOB_TIMEOUT
@@ -116,6 +127,15 @@ class Settings:
             stored_event_limit=reader.integer(
                 "STORED_EVENT_LIMIT", DEFAULT_STORED_EVENT_LIMIT, minimum=1
             ),
+            log_level=reader.choice("LOG_LEVEL", LOG_LEVELS, DEFAULT_LOG_LEVEL),
+            pool_sizes=PoolSizes(
+                web=reader.integer("DATABASE_POOL_SIZE_WEB", POOL_SIZES.web, minimum=2),
+                worker=reader.integer("DATABASE_POOL_SIZE_WORKER", POOL_SIZES.worker, minimum=1),
+                cli=POOL_SIZES.cli,
+            ),
+            metrics_public=reader.flag("METRICS_PUBLIC"),
+            dyno=reader.text("DYNO"),
+            sentry_dsn=reader.dsn("SENTRY_DSN"),
             worker_max_jobs=reader.integer("WORKER_MAX_JOBS", DEFAULT_WORKER_MAX_JOBS, minimum=1),
             worker_job_timeout=reader.integer(
                 "WORKER_JOB_TIMEOUT", DEFAULT_WORKER_JOB_TIMEOUT, minimum=1
@@ -184,9 +204,15 @@ class Settings:
 REQUIREMENTS = {
     "webhook_secret": "GITHUB_WEBHOOK_SECRET is not set: the web process verifies every "
     "delivery's X-Hub-Signature-256 with it (generate one with `python -m bot secret`)",
+    "database_url": "DATABASE_URL is not set (`arq worker.WorkerSettings` needs it; "
+    "`python -m bot worker` starts a local server instead)",
+    "redis_url": "REDIS_URL is not set (`arq worker.WorkerSettings` needs it; "
+    "`python -m bot worker` starts a local server instead)",
 }
 _REQUIREMENT_CHECKS = {
     "webhook_secret": lambda s: bool(s.webhook_secrets),
+    "database_url": lambda s: bool(s.database_url),
+    "redis_url": lambda s: bool(s.redis_url),
 }
 
 
@@ -223,6 +249,13 @@ class _Reader:
             return default
         return value
 
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        raw = self.text(name).upper() or default
+        if raw not in choices:
+            self.problems.append(f"{name} must be one of {', '.join(choices)} (got {raw!r})")
+            return default
+        return raw
+
     def flag(self, name: str) -> bool:
         raw = self.text(name).lower()
         if raw in _TRUE:
@@ -236,6 +269,14 @@ class _Reader:
         if raw and not re.match(r"^https?://[^/\s]+", raw):
             self.problems.append(f"{name} must be an http(s) URL (got {raw!r})")
         return raw.rstrip("/")
+
+    def dsn(self, name: str) -> str:
+        """A Sentry DSN; it is a credential, so a bad one is not echoed."""
+        raw = self.text(name)
+        if raw and not re.match(r"^https?://[^@/\s]+@[^/\s]+/\S+$", raw):
+            self.problems.append(f"{name} must be a Sentry DSN: https://KEY@HOST/PROJECT")
+            return ""
+        return raw
 
     def names(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
         """A comma list of output names (which exist is checked when outputs are built)."""

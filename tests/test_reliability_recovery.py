@@ -72,11 +72,14 @@ class FinishFailsOnce:
         self._pool = pool
         self.failed = False
 
-    async def fetchval(self, query: str, *args: Any) -> Any:
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        self._fail_once(query)
+        return await self._pool.fetchrow(query, *args)
+
+    def _fail_once(self, query: str) -> None:
         if "finished_at = now()" in query and not self.failed:
             self.failed = True
             raise asyncpg.AdminShutdownError("terminating connection due to administrator command")
-        return await self._pool.fetchval(query, *args)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pool, name)

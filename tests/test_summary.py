@@ -26,7 +26,7 @@ from bot.worker.summary_text import NO_SUMMARY
 from tests.fakes.github import FakeGitHub
 from tests.fakes.trello import FakeTrello, trello_settings
 from tests.support import bot
-from worker import WorkerSettings
+from worker import FixedSettings
 
 GIST = "abc"
 # The default template's rendering of the cards `finished` puts in the list.
@@ -365,6 +365,6 @@ async def test_a_failing_cron_run_is_logged_not_raised(
 
 
 def test_the_worker_runs_the_summary_daily_at_a_fixed_utc_hour() -> None:
-    (job,) = [j for j in WorkerSettings.cron_jobs if j.coroutine is publish_summary]
+    (job,) = [j for j in FixedSettings.cron_jobs if j.coroutine is publish_summary]
     assert (job.hour, job.minute, job.second) == ({CRON_HOUR_UTC}, {0}, {0})
-    assert WorkerSettings.timezone is UTC
+    assert FixedSettings.timezone is UTC

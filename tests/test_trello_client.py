@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -147,9 +146,7 @@ async def test_a_burst_of_250_calls_never_sees_a_429(
     trello.clock, trello.token_limit = clock, (100, 10.0)
     limiter = SlidingWindowLimiter(TRELLO_WINDOWS, clock=clock, sleep=clock.sleep)
     client = client_for(trello, session, limiter=limiter)
-    started = time.monotonic()
     boards = await asyncio.gather(*(client.list_board(trello.target_list) for _ in range(250)))
-    assert time.monotonic() - started < 2.0
     assert boards == [trello.board] * 250
     assert trello.rate_limited == 0 and trello.calls() == 250
     assert clock.slept >= 20.0  # 250 calls at 100 per 10 s need two full waits

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
+import os
 import secrets
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -17,9 +19,10 @@ from arq.connections import ArqRedis
 
 from bot import embedded
 from bot.cli.actions import NotFound
-from bot.config import POOL_SIZES, Settings
+from bot.config import ConfigError, Settings
+from bot.error_tracking import setup_error_tracking
 from bot.integrations.errors import ServiceError
-from bot.logs import setup_logging
+from bot.logs import LineHandler, setup_logging
 from bot.queue.redis_client import connect_redis
 from bot.store import pool as db
 
@@ -38,8 +41,20 @@ def load_settings(*, local_secrets: bool = False) -> Settings:
             or (_local_secret(settings.data_dir, "webhook-secret"),),
             admin_token=settings.admin_token or _local_secret(settings.data_dir, "admin-token"),
         )
-    setup_logging(settings.secrets())
+    setup_logging(settings.secrets(), settings.log_level)
+    setup_error_tracking(settings)
     return settings
+
+
+def ensure_logging() -> None:
+    """Our log lines (secrets masked) even when a command failed before it set them up."""
+    if any(isinstance(h, LineHandler) for h in logging.getLogger().handlers):
+        return
+    try:
+        masked = Settings.from_env().secrets()
+    except ConfigError:  # the variables named like secrets, at least
+        masked = Settings(environ=dict(os.environ)).secrets()
+    setup_logging(masked)
 
 
 def _local_secret(data_dir: Path, name: str) -> str:
@@ -66,7 +81,7 @@ async def connected(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, Arq
     """A migrated pool and a Redis client (connecting on first use) for one command."""
     assert settings.database_url
     try:
-        pool = await db.create_pool(settings.database_url, max_size=POOL_SIZES.cli)
+        pool = await db.create_pool(settings.database_url, max_size=settings.pool_sizes.cli)
         await db.migrate(pool)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # The message names the failure, never the URL (it may hold the password).

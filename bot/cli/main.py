@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from bot.cli import admin, processes, receive
 from bot.cli import summary as summary_command
-from bot.cli.common import UsageError
+from bot.cli.common import UsageError, ensure_logging
 from bot.config import ConfigError
 from bot.embedded import EmbeddedUnavailable
+from bot.logs import kv
 from bot.worker.summary import CRON_HOUR_UTC
 
 
@@ -200,3 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception:
+        # A bug: its traceback in one log line, masked like every other, then a short note.
+        ensure_logging()
+        logging.getLogger("bot.cli").exception("command failed", extra=kv(command=args.command))
+        print(f"error: {args.command} failed unexpectedly (logged above)", file=sys.stderr)
+        return 1

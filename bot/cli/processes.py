@@ -70,8 +70,7 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 def run_worker(args: argparse.Namespace) -> int:
     from arq.worker import run_worker as arq_run_worker
 
-    from bot.queue.redis_client import redis_settings
-    from worker import WorkerSettings
+    from worker import worker_settings
 
     settings = load_settings()
     check_names(settings.outputs)
@@ -82,13 +81,8 @@ def run_worker(args: argparse.Namespace) -> int:
         asyncio.run(db.migrate_url(database_url))
         settings = with_services(settings, database_url, redis_url)
         asyncio.set_event_loop(_event_loop())
-        arq_run_worker(
-            WorkerSettings,  # type: ignore[arg-type]
-            redis_settings=redis_settings(redis_url),
-            ctx={"settings": settings},
-            max_jobs=settings.worker_max_jobs,
-            job_timeout=settings.worker_job_timeout,
-        )
+        # The same arguments `arq worker.WorkerSettings` gets from the environment.
+        arq_run_worker(worker_settings(settings))
     return 0
 
 

@@ -20,15 +20,16 @@ from bot.web.ingest import SIGNATURE_HEADER, signature_for
 def read_fixture(path: str) -> tuple[dict[str, str], bytes]:
     try:
         recorded = json.loads(Path(path).read_text())
-        headers, body = recorded["headers"], recorded["body"]
+        headers = {str(k): str(v) for k, v in recorded["headers"].items()}
+        body = recorded["body"]
     except FileNotFoundError:
         raise UsageError(f"no such fixture: {path}") from None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise UsageError(
             f"{path} is not a recorded delivery (JSON with headers and body)"
         ) from None
     raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-    return {str(k): str(v) for k, v in headers.items()}, raw
+    return headers, raw
 
 
 def signed_request(

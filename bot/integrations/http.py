@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from bot.integrations.errors import ServiceError, Transient, classify
+from bot import metrics
+from bot.integrations.errors import RateLimited, ServiceError, Transient, classify
 
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
 
@@ -44,6 +46,7 @@ async def send(
     all_headers = {"Accept": "application/json", **(headers or {})}
     if payload is not None:
         all_headers["Content-Type"] = "application/json"
+    started = time.perf_counter()
     try:
         async with session.request(
             method, url, headers=all_headers, params=params, data=payload, timeout=REQUEST_TIMEOUT
@@ -51,14 +54,25 @@ async def send(
             raw = await response.read()
             status, response_headers = response.status, response.headers
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        metrics.count_api_call(service, "connection_error", started)
         raise Transient(service, f"{method} {path} failed ({type(exc).__name__})") from None
     data = _decode(raw)
     error = classify(service, method, path, status, response_headers, _reason(data))
+    metrics.count_api_call(service, _result(error, status), started)
     if error is not None:
         raise error
     if as_text:
         data = raw.decode("utf-8", "replace")
     return Response(status, response_headers, data)
+
+
+def _result(error: ServiceError | None, status: int) -> str:
+    """The ``result`` label of a call that got an answer."""
+    if error is None:
+        return "ok"
+    if isinstance(error, RateLimited):
+        return "rate_limited"
+    return "server_error" if status >= 500 else "client_error"
 
 
 def _decode(raw: bytes) -> Any:

@@ -146,34 +146,52 @@ async def requeue_job(db: asyncpg.Pool, job_id: str, error: str, counts: bool) -
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    """What finishing a job tells: the job about the same item that may run now (the first
+    one waiting), and the seconds since the job's delivery was received (None for jobs
+    with no delivery, and for replays, whose delivery came long before)."""
+
+    waiting: str | None
+    since_delivery: float | None
+
+
 async def finish_job(
     db: asyncpg.Pool,
     job_id: str,
     status: str = "done",
     error: str | None = None,
     outcome: str | None = None,
-) -> str | None:
-    """Record how the job ended; returns the job about the same item that may run now
-    (the first one waiting), if any."""
-    waiting = await db.fetchval(
+) -> Finished:
+    """Record how the job ended."""
+    row = await db.fetchrow(
         """
         WITH finished AS (
             UPDATE jobs SET status = $2, error = $3, outcome = $4, updated_at = now(),
                    finished_at = now()
             WHERE job_id = $1
-            RETURNING item_key
+            RETURNING item_key,
+                (SELECT extract(epoch FROM now() - d.received_at)::float8 FROM deliveries d
+                 WHERE d.delivery_id = jobs.delivery_id
+                   AND split_part(jobs.job_id, ':', 2) NOT LIKE 'replay%') AS since_delivery
         )
-        SELECT waiting.job_id FROM jobs waiting JOIN finished USING (item_key)
-        WHERE waiting.job_id <> $1 AND waiting.status = 'queued'
-        ORDER BY waiting.order_at, waiting.id
-        LIMIT 1
+        SELECT finished.since_delivery,
+               (SELECT waiting.job_id FROM jobs waiting
+                WHERE waiting.item_key = finished.item_key AND waiting.job_id <> $1
+                  AND waiting.status = 'queued'
+                ORDER BY waiting.order_at, waiting.id
+                LIMIT 1) AS waiting
+        FROM finished
         """,
         job_id,
         status,
         error,
         outcome,
     )
-    return str(waiting) if waiting is not None else None
+    if row is None:
+        return Finished(None, None)
+    since = row["since_delivery"]
+    return Finished(row["waiting"], None if since is None else float(since))
 
 
 def job_steps(claimed: asyncpg.Record) -> dict[str, Link | None]:
@@ -210,3 +228,12 @@ async def unqueued_jobs(
         stale_seconds,
         limit,
     )
+
+
+async def unfinished_counts(db: asyncpg.Pool) -> dict[str, int]:
+    """How many jobs are queued and running (for /metrics)."""
+    rows = await db.fetch(
+        "SELECT status, count(*) AS n FROM jobs WHERE status IN ('queued', 'running')"
+        " GROUP BY status"
+    )
+    return {r["status"]: int(r["n"]) for r in rows}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import html
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -14,14 +16,17 @@ import orjson
 from aiohttp import web
 from arq.connections import ArqRedis
 from gidgethub import sansio
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from bot.config import POOL_SIZES, Settings
+from bot import metrics
+from bot.config import Settings
 from bot.locks import KeyedLocks
 from bot.logs import kv
+from bot.queue import metric_snapshots
 from bot.queue.redis_client import connect_redis
 from bot.routers import router
 from bot.routers.plan import JobPlan
-from bot.store import deliveries
+from bot.store import deliveries, jobs
 from bot.store.pool import create_pool
 from bot.web import setup_page
 from bot.web.group_commit import GroupCommit
@@ -34,6 +39,7 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 GROUP_COMMIT = web.AppKey("group_commit", GroupCommit)
 ITEM_ORDER = web.AppKey("item_order", KeyedLocks)
+PROCESS = web.AppKey("process", str)  # this process's label in /metrics
 HEALTH_TIMEOUT = 2.0
 _DB_DOWN = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
@@ -66,19 +72,36 @@ async def errors_as_json(
         return json_error(503, "the service could not answer; try again shortly")
 
 
+# The ``answer`` label of /metrics' deliveries counter, for each refusal.
+REFUSALS = {401: "bad_signature", 413: "too_large", 415: "bad_content_type"}
+
+
 async def receive_webhook(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    event = request.headers.get("X-GitHub-Event", "")
+    try:
+        response, answer = await _receive(request)
+    except Exception:  # a bug: errors_as_json logs it and answers 503
+        metrics.count_delivery(event, "error", time.perf_counter() - started)
+        raise
+    metrics.count_delivery(event, answer, time.perf_counter() - started)
+    return response
+
+
+async def _receive(request: web.Request) -> tuple[web.Response, str]:
+    """The answer to a delivery, and what it was in a word (for /metrics)."""
     settings = request.app[SETTINGS]
     if (request.content_length or 0) > MAX_BODY_BYTES:
-        return json_error(413, f"body is larger than {MAX_BODY_BYTES} bytes")
+        return json_error(413, f"body is larger than {MAX_BODY_BYTES} bytes"), "too_large"
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return json_error(413, f"body is larger than {MAX_BODY_BYTES} bytes")
+        return json_error(413, f"body is larger than {MAX_BODY_BYTES} bytes"), "too_large"
     try:
         delivery = parse_delivery(request.headers, body, settings.webhook_secrets)
     except DeliveryError as exc:
         log.info("delivery refused", extra=kv(status=exc.status, reason=exc.message))
-        return json_error(exc.status, exc.message)
+        return json_error(exc.status, exc.message), REFUSALS.get(exc.status, "bad_request")
 
     plan = JobPlan(delivery.delivery_id)
     event = sansio.Event(delivery.data, event=delivery.event, delivery_id=delivery.delivery_id)
@@ -102,7 +125,8 @@ async def receive_webhook(request: web.Request) -> web.Response:
             "delivery not stored",
             extra=kv(delivery=delivery.delivery_id, reason=type(exc).__name__),
         )
-        return json_error(503, "storage is unavailable; GitHub can redeliver this later")
+        response = json_error(503, "storage is unavailable; GitHub can redeliver this later")
+        return response, "unavailable"
 
     fields = kv(
         delivery=delivery.delivery_id,
@@ -113,16 +137,14 @@ async def receive_webhook(request: web.Request) -> web.Response:
     )
     if not new:
         log.info("delivery duplicate", extra=fields)
-        return json_response({"status": "duplicate", "delivery": delivery.delivery_id})
+        return json_response({"status": "duplicate", "delivery": delivery.delivery_id}), "duplicate"
     log.info("delivery accepted", extra=fields)
     if delivery.event == "ping":
-        return json_response({"status": "pong", "delivery": delivery.delivery_id})
+        return json_response({"status": "pong", "delivery": delivery.delivery_id}), "pong"
     # Stored; its jobs go to Redis right after this answer (if Redis is down, the
     # worker's sweep queues them once it is back).
-    return json_response(
-        {"status": "accepted", "delivery": delivery.delivery_id, "jobs": len(plan.jobs)},
-        status=202,
-    )
+    answer = {"status": "accepted", "delivery": delivery.delivery_id, "jobs": len(plan.jobs)}
+    return json_response(answer, status=202), "accepted"
 
 
 def _authorised(request: web.Request) -> bool:
@@ -145,6 +167,36 @@ async def list_events(request: web.Request) -> web.Response:
     except _DB_DOWN:
         return json_error(503, "storage is unavailable")
     return json_response({"events": events})
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """Prometheus' text format: every process's figures (docs/observability.md)."""
+    app = request.app
+    settings = app[SETTINGS]
+    if not settings.metrics_public:
+        if not settings.admin_token:
+            return json_error(404, "not found (set ADMIN_TOKEN or METRICS_PUBLIC=true)")
+        if not _authorised(request):
+            return json_error(401, "send Authorization: Bearer <ADMIN_TOKEN>")
+    snapshots, depth, unfinished = await asyncio.gather(
+        _or_none(metric_snapshots.collect(app[REDIS])),
+        _or_none(metric_snapshots.queue_depth(app[REDIS])),
+        _or_none(jobs.unfinished_counts(app[POOL])),
+    )
+    # This process's own figures as they are now, not as it last published them.
+    current = {**(snapshots or {}), app[PROCESS]: metrics.snapshot()}
+    body = metrics.merge(current, metrics.scrape_time(depth, unfinished))
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _or_none(probe: Awaitable[Any]) -> Any:
+    """The probe's result, or None when its store is down or slow (the scrape goes on)."""
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT):
+            return await probe
+    except Exception as exc:
+        log.warning("metrics store unavailable", extra=kv(reason=type(exc).__name__))
+        return None
 
 
 async def _check(probe: Awaitable[Any]) -> str:
@@ -213,14 +265,21 @@ def connections(
         settings = app[SETTINGS]
         assert settings.database_url and settings.redis_url
         app[POOL] = pool or await create_pool(
-            settings.database_url, min_size=2, max_size=POOL_SIZES.web
+            settings.database_url, min_size=2, max_size=settings.pool_sizes.web
         )
         app[REDIS] = redis or connect_redis(settings.redis_url)
         app[GROUP_COMMIT] = GroupCommit(
             app[POOL], app[REDIS], defer=settings.order_settle_ms / 1000
         )
+        # Published for the other web processes' /metrics (the workers publish theirs).
+        publisher = asyncio.create_task(
+            metric_snapshots.keep_publishing(app[REDIS], app[PROCESS], metrics.snapshot)
+        )
         log.info("web ready")
         yield
+        publisher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publisher
         await app[GROUP_COMMIT].close()
         if redis is None:
             await app[REDIS].aclose()
@@ -238,11 +297,13 @@ def create_app(
     app = web.Application(client_max_size=MAX_BODY_BYTES + 1, middlewares=[errors_as_json])
     app[SETTINGS] = settings
     app[ITEM_ORDER] = KeyedLocks()
+    app[PROCESS] = metrics.process_label(settings.dyno, "web")
     app.cleanup_ctx.append(connections(pool, redis))
     app.router.add_post("/webhooks", receive_webhook)
     app.router.add_post("/event/github", receive_webhook)
     app.router.add_get("/events", list_events)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/", home)
     setup_page.add_routes(app, settings)
     return app

@@ -6,6 +6,8 @@ a typed ``WorkerContext``. Job bodies get a ``JobContext`` built from it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,12 +16,14 @@ import aiohttp
 import asyncpg
 from arq.connections import ArqRedis
 
-from bot.config import POOL_SIZES, Settings
+from bot import metrics
+from bot.config import Settings
 from bot.integrations.github import GitHubClient
 from bot.integrations.ratelimit import SharedBackoff
 from bot.logs import kv
 from bot.model import Link
 from bot.outputs import Output, Services, build_outputs
+from bot.queue import metric_snapshots
 from bot.store.pool import create_pool
 from bot.worker.retry import try_timeout
 
@@ -42,6 +46,8 @@ class WorkerContext:
     # Our own deadline for a try, inside arq's job timeout (see retry.try_timeout).
     try_timeout: float
     owns_pool: bool = False
+    # Leaves this process's metrics in Redis for the web's /metrics.
+    publisher: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -74,12 +80,13 @@ async def startup(ctx: ArqContext) -> None:
     owns_pool = pool is None
     if pool is None:
         assert settings.database_url
-        pool = await create_pool(settings.database_url, max_size=POOL_SIZES.worker)
+        pool = await create_pool(settings.database_url, max_size=settings.pool_sizes.worker)
     redis: ArqRedis = ctx["redis"]
     http = aiohttp.ClientSession()
     github = GitHubClient(http, settings, backoff=SharedBackoff(redis, "github"))
     services = Services(settings, http, pool, directory=github, redis=redis)
     outputs = build_outputs(settings.outputs, services)
+    process = metrics.process_label(settings.dyno, "worker")
     ctx[_WORKER] = WorkerContext(
         settings=settings,
         pool=pool,
@@ -89,6 +96,9 @@ async def startup(ctx: ArqContext) -> None:
         outputs=outputs,
         try_timeout=try_timeout(settings.worker_job_timeout),
         owns_pool=owns_pool,
+        publisher=asyncio.create_task(
+            metric_snapshots.keep_publishing(ctx["redis"], process, metrics.snapshot)
+        ),
     )
     log.info("worker ready", extra=kv(outputs=",".join(o.name for o in outputs) or "none"))
 
@@ -97,6 +107,10 @@ async def shutdown(ctx: ArqContext) -> None:
     context = ctx.get(_WORKER)
     if context is None:  # startup failed part-way
         return
+    if context.publisher is not None:
+        context.publisher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await context.publisher
     await context.http.close()
     if context.owns_pool:
         await context.pool.close()

@@ -53,6 +53,7 @@ class Decision:
     delay: float = 0.0
     counts: bool = True  # does this try count against MAX_TRIES?
     reason: str = ""
+    unexpected: bool = False  # a bug in our own code: worth its traceback in the log
 
 
 def backoff(failures: int, rng: random.Random | None = None) -> float:
@@ -88,7 +89,7 @@ def decide(exc: BaseException, failures: int, rng: random.Random | None = None) 
     if not retryable and not isinstance(exc, ServiceError):
         # A bug in our own code: retrying will not fix it, and the job can be retried
         # from the CLI once it is fixed.
-        return Decision(False, reason=reason)
+        return Decision(False, reason=reason, unexpected=True)
     if failures >= MAX_TRIES:
         return Decision(False, reason=f"gave up after {failures} tries: {reason}")
     return Decision(True, backoff(failures, rng), reason=reason)

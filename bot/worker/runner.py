@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq import Retry
 
+from bot import metrics
 from bot.logs import kv
 from bot.queue.arq_enqueue import wake, wake_again
 from bot.store import jobs
@@ -47,6 +49,7 @@ def tracked(body: JobBody) -> JobFunction:
             # it again instead. Steps it completed are recorded and are not redone.
             delay = retry.backoff(job_try)
             reason = f"{type(exc).__name__}: {exc}"
+            metrics.count_job(body.__name__, "retry")
             log.warning(
                 "job record unavailable; will retry",
                 extra=kv(**fields, delay=f"{delay:.1f}", reason=reason),
@@ -65,8 +68,10 @@ async def _run_recorded(
     fields: dict[str, Any],
 ) -> Any:
     pool = worker.pool
+    function = body.__name__
     claim = await jobs.claim_job(pool, job_id, worker.settings.order_settle_ms / 1000)
     if claim.state == "finished":
+        metrics.count_job(function, "skipped")
         log.info("job already finished", extra=kv(**fields))
         return "already finished"
     if claim.state == "settling":
@@ -74,13 +79,16 @@ async def _run_recorded(
     if claim.state == "waiting":
         # Another job about the same item runs, or comes first: it wakes this one when
         # it ends; the wait is for when that wake is lost.
+        metrics.count_job(function, "waiting")
         raise _WaitForItem(retry.order_wait(job_try))
     if claim.state == "unknown":
+        metrics.count_job(function, "skipped")
         log.warning("job has no record; not run", extra=kv(**fields))
         return "unknown job"
     row = claim.row
     assert row is not None
     job = JobContext(worker, job_id, job_try, jobs.job_steps(row), bool(row["superseded"]))
+    started = time.perf_counter()
     try:
         async with asyncio.timeout(worker.try_timeout):
             outcome = await body(job, **kwargs)
@@ -89,15 +97,21 @@ async def _run_recorded(
         decision = retry.decide(exc, failures)
         if decision.retry:
             await jobs.requeue_job(pool, job_id, decision.reason, decision.counts)
+            metrics.count_job(function, "retry", time.perf_counter() - started)
             log.warning(
                 "job will retry",
                 extra=kv(**fields, delay=f"{decision.delay:.1f}", reason=decision.reason),
             )
             raise Retry(defer=decision.delay) from None
-        await _finish(worker, job_id, "failed", error=decision.reason)
-        log.error("job failed", extra=kv(**fields, reason=decision.reason))
+        await _finish(worker, job_id, "failed", function, started, error=decision.reason)
+        # A bug in our own code is logged with its traceback (in the same line), once.
+        log.error(
+            "job failed",
+            extra=kv(**fields, reason=decision.reason),
+            exc_info=exc if decision.unexpected else None,
+        )
         return f"failed: {decision.reason}"
-    await _finish(worker, job_id, "done", outcome=str(outcome))
+    await _finish(worker, job_id, "done", function, started, outcome=str(outcome))
     log.info("job done", extra=kv(**fields, outcome=outcome))
     return outcome
 
@@ -111,18 +125,23 @@ async def _finish(
     worker: WorkerContext,
     job_id: str,
     status: str,
+    function: str,
+    started: float,
     *,
     error: str | None = None,
     outcome: str | None = None,
 ) -> None:
-    """Record the end of the job, and wake the next job about its item at once."""
-    waiting = await jobs.finish_job(worker.pool, job_id, status, error, outcome)
-    if waiting is None:
+    """Record the end of the job, count it, and wake the next job about its item at once."""
+    finished = await jobs.finish_job(worker.pool, job_id, status, error, outcome)
+    metrics.count_job(function, status, time.perf_counter() - started)
+    if status == "done" and finished.since_delivery is not None:
+        metrics.count_effect(function, finished.since_delivery)
+    if finished.waiting is None:
         return
     try:
-        await wake(worker.redis, [waiting])
+        await wake(worker.redis, [finished.waiting])
     except Exception as exc:  # redis-py's errors: the waiting job checks again later
-        log.warning("wake failed", extra=kv(job=waiting, reason=type(exc).__name__))
+        log.warning("wake failed", extra=kv(job=finished.waiting, reason=type(exc).__name__))
 
 
 async def after_job_end(ctx: ArqContext) -> None:
