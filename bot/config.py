@@ -16,6 +16,7 @@ from typing import Any
 DEFAULT_DATA_DIR = Path(".data")
 DEFAULT_PORT = 8080
 DEFAULT_STORED_EVENT_LIMIT = 100  # as the old service
+DEFAULT_JOB_HISTORY_DAYS = 30
 DEFAULT_WORKER_MAX_JOBS = 50
 DEFAULT_WORKER_JOB_TIMEOUT = 600  # seconds, as the old service
 DEFAULT_OUTPUTS = ("trello",)
@@ -62,6 +63,8 @@ class Settings:
     port: int = DEFAULT_PORT
     admin_token: str = _secret()
     stored_event_limit: int = DEFAULT_STORED_EVENT_LIMIT
+    # Days a delivery's row and its finished jobs are kept after its body is pruned.
+    job_history_days: int = DEFAULT_JOB_HISTORY_DAYS
     # Worker: jobs run at once per worker process, and arq's job timeout.
     worker_max_jobs: int = DEFAULT_WORKER_MAX_JOBS
     worker_job_timeout: int = DEFAULT_WORKER_JOB_TIMEOUT
@@ -111,6 +114,9 @@ class Settings:
             admin_token=reader.text("ADMIN_TOKEN"),
             stored_event_limit=reader.integer(
                 "STORED_EVENT_LIMIT", DEFAULT_STORED_EVENT_LIMIT, minimum=1
+            ),
+            job_history_days=reader.integer(
+                "JOB_HISTORY_DAYS", DEFAULT_JOB_HISTORY_DAYS, minimum=1
             ),
             worker_max_jobs=reader.integer("WORKER_MAX_JOBS", DEFAULT_WORKER_MAX_JOBS, minimum=1),
             worker_job_timeout=reader.integer(

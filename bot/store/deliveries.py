@@ -130,8 +130,11 @@ class StoredDelivery:
 
 
 async def load_delivery(db: asyncpg.Pool, delivery_id: str) -> StoredDelivery | None:
+    """The delivery as sent; None when it is unknown or its body was pruned."""
     row = await db.fetchrow(
-        "SELECT event, body, body_encoding FROM deliveries WHERE delivery_id = $1", delivery_id
+        "SELECT event, body, body_encoding FROM deliveries"
+        " WHERE delivery_id = $1 AND body IS NOT NULL",
+        delivery_id,
     )
     if row is None:
         return None
@@ -156,13 +159,15 @@ def decode_body(stored: bytes, encoding: str | None) -> bytes:
     return stored
 
 
-async def prune_deliveries(db: asyncpg.Pool, keep: int) -> int:
-    """Delete deliveries beyond the newest ``keep``, except those with unfinished or
-    failed jobs (those are still needed to run or retry them)."""
+async def prune_bodies(db: asyncpg.Pool, keep: int) -> int:
+    """Drop the bodies of deliveries beyond the newest ``keep``, except those with
+    unfinished or failed jobs (needed to run or retry them). The rows stay, as history,
+    until ``prune_history``."""
     result = await db.execute(
         """
-        DELETE FROM deliveries d
-        WHERE d.id < (SELECT min(id) FROM (SELECT id FROM deliveries
+        UPDATE deliveries d SET body = NULL, body_encoding = NULL
+        WHERE d.body IS NOT NULL
+          AND d.id < (SELECT min(id) FROM (SELECT id FROM deliveries
                                            ORDER BY id DESC LIMIT $1) newest)
           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.delivery_id = d.delivery_id
                           AND j.status IN ('queued', 'running', 'failed'))
@@ -170,3 +175,32 @@ async def prune_deliveries(db: asyncpg.Pool, keep: int) -> int:
         keep,
     )
     return int(result.split()[-1])
+
+
+async def prune_history(db: asyncpg.Pool, days: int) -> int:
+    """Forget what is more than ``days`` old: deliveries whose body is gone, with their
+    jobs, once every one of those finished that long ago; and finished jobs of no
+    delivery (imports). Failed jobs stay until retried. Returns the rows deleted."""
+    row = await db.fetchrow(
+        """
+        WITH old_deliveries AS (
+            DELETE FROM deliveries d
+            WHERE d.body IS NULL AND d.received_at < now() - make_interval(days => $1)
+              AND NOT EXISTS (
+                  SELECT 1 FROM jobs j WHERE j.delivery_id = d.delivery_id
+                  AND (j.status IN ('queued', 'running')
+                       OR j.finished_at >= now() - make_interval(days => $1)))
+            RETURNING 1
+        ), old_jobs AS (
+            DELETE FROM jobs
+            WHERE delivery_id IS NULL AND status = 'done'
+              AND finished_at < now() - make_interval(days => $1)
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM old_deliveries) AS deliveries,
+               (SELECT count(*) FROM old_jobs) AS jobs
+        """,
+        days,
+    )
+    assert row is not None
+    return int(row["deliveries"]) + int(row["jobs"])
