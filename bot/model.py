@@ -31,6 +31,22 @@ def check_repository(repository: str) -> str:
     return repository
 
 
+# How operators name one pull request or issue: OWNER/REPO#N, or its address on GitHub.
+_ITEM_REFERENCE = re.compile(r"^(?P<repo>[^#\s]+)#(?P<number>[0-9]+)$")
+_ITEM_URL = re.compile(
+    r"^https?://[^/]+/(?P<repo>[^/]+/[^/]+)/(?:pull|issues)/(?P<number>[0-9]+)/?$"
+)
+
+
+def parse_item_reference(text: str) -> tuple[str, int]:
+    """(repository, number) from ``OWNER/REPO#N`` or a pull request's or issue's URL."""
+    match = _ITEM_REFERENCE.match(text.strip()) or _ITEM_URL.match(text.strip())
+    number = int(match["number"]) if match else 0
+    if match is None or not 0 < number < 2**31:
+        raise InvalidRepository(f"{text!r} is not an item of the form OWNER/REPO#NUMBER")
+    return check_repository(match["repo"]), number
+
+
 def item_key(repository: str, number: int) -> str:
     """The one key of a pull request or issue: jobs about it are ordered by it, locks
     are taken on it. PRs and issues share one number space per repository, and GitHub

@@ -64,10 +64,20 @@ def projects_delete(args: argparse.Namespace) -> int:
 def events_list(args: argparse.Namespace) -> int:
     if not 1 <= args.num <= 1000:
         raise UsageError("--num must be from 1 to 1000")
+    if args.repo is not None:
+        try:
+            projects.check_repository(args.repo)
+        except projects.InvalidProject as exc:
+            raise UsageError(f"--repo: {exc}") from None
 
     async def work(settings: Settings) -> int:
         async with connected(settings) as (pool, _):
-            events = await deliveries.recent_deliveries(pool, args.num)
+            events = await deliveries.recent_deliveries(
+                pool, args.num, repository=args.repo, failed=args.failed
+            )
+        if not events:
+            print(_no_events(args))
+            return 0
         rows = [
             (
                 e["delivery_id"],
@@ -83,6 +93,12 @@ def events_list(args: argparse.Namespace) -> int:
         return 0
 
     return run(work, load_settings())
+
+
+def _no_events(args: argparse.Namespace) -> str:
+    which = " with a failed job" if args.failed else ""
+    where = f" of {args.repo}" if args.repo else ""
+    return f"no deliveries{where}{which} are kept"
 
 
 def events_replay(args: argparse.Namespace) -> int:

@@ -7,11 +7,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bot.cli import admin, processes, receive
+from bot.cli import admin, history, processes, receive
 from bot.cli import summary as summary_command
 from bot.cli.common import UsageError
 from bot.config import ConfigError
 from bot.embedded import EmbeddedUnavailable
+from bot.outputs import REGISTRY
+from bot.worker.status import STATUS_LINK
 from bot.worker.summary import CRON_HOUR_UTC
 
 
@@ -67,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
         "list", help="recent deliveries and their jobs", description="Recent deliveries."
     )
     listing.add_argument("--num", type=int, default=20, help="how many (default 20)")
+    listing.add_argument("--repo", metavar="OWNER/REPO", help="only this repository's")
+    listing.add_argument(
+        "--failed", action="store_true", help="only those with a job that failed for good"
+    )
     listing.set_defaults(func=admin.events_list)
     replay = events.add_parser(
         "replay",
@@ -78,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(func=admin.events_replay)
 
     jobs = commands.add_parser(
-        "jobs", help="failed jobs", description="List or retry finally failed jobs."
+        "jobs",
+        help="failed jobs, one job's record",
+        description="List, show or retry jobs.",
     ).add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
     failed = jobs.add_parser(
         "failed", help="jobs that failed for good, with their error", description="Failed jobs."
@@ -92,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retry.add_argument("job", metavar="ID", help="the ID or JOB column of `jobs failed`")
     retry.set_defaults(func=admin.jobs_retry)
+    show = jobs.add_parser(
+        "show",
+        help="every field of one job, its steps and its whole error",
+        description="Print every field of a job's record, the steps it completed, the "
+        "delivery it came from and its whole error text.",
+    )
+    show.add_argument("job", metavar="ID", help="the ID or JOB column of `jobs failed`")
+    show.set_defaults(func=history.jobs_show)
 
     importer = commands.add_parser(
         "import",
@@ -106,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     importer.set_defaults(func=admin.import_pull_requests)
 
+    add_items(commands)
     add_projects(commands)
     add_summary(commands)
 
@@ -113,6 +130,36 @@ def build_parser() -> argparse.ArgumentParser:
         "secret", help="print a new random webhook secret", description="Print a new secret."
     ).set_defaults(func=receive.new_secret)
     return parser
+
+
+def add_items(commands: Any) -> None:
+    items = commands.add_parser(
+        "items",
+        help="one pull request's or issue's story; correct where it is tracked",
+        description="What the service knows about one pull request or issue, and how to "
+        "make it forget a wrong card or issue.",
+    ).add_subparsers(dest="items_command", required=True, metavar="ACTION")
+    show = items.add_parser(
+        "show",
+        help="its card and issue, status comment, and every delivery and job about it",
+        description="Where OWNER/REPO#N is tracked (card, issue, status comment, with links) "
+        "and every delivery and job about it, oldest first, with outcome, tries and error.",
+    )
+    show.add_argument("item", metavar="OWNER/REPO#N", help="or the pull request's URL")
+    show.set_defaults(func=history.items_show)
+    unlink = items.add_parser(
+        "unlink",
+        help="forget the card or issue it is linked to (all, or one output's)",
+        description="Forget which card or issue tracks OWNER/REPO#N (nothing is deleted in "
+        "Trello or Jira); the next event about it looks it up afresh, or creates one.",
+    )
+    unlink.add_argument("item", metavar="OWNER/REPO#N", help="or the pull request's URL")
+    unlink.add_argument(
+        "--output",
+        choices=[*sorted(REGISTRY), STATUS_LINK],
+        help="only this output's link (default: every link)",
+    )
+    unlink.set_defaults(func=history.items_unlink)
 
 
 def add_projects(commands: Any) -> None:

@@ -99,22 +99,35 @@ async def save_deliveries(
     return {r["delivery_id"] for r in rows}
 
 
-async def recent_deliveries(db: asyncpg.Pool, num: int) -> list[dict[str, Any]]:
+async def recent_deliveries(
+    db: asyncpg.Pool, num: int, *, repository: str | None = None, failed: bool = False
+) -> list[dict[str, Any]]:
+    """The newest ``num`` deliveries with their jobs, of one repository (any case) and/or
+    only those with a job that failed for good, when asked. ``body_kept`` says whether
+    the body is still stored (`events replay` needs it)."""
     rows = await db.fetch(
         """
         SELECT d.delivery_id, d.event, d.action, d.repository, d.installation_id, d.sender,
-               d.received_at,
+               d.received_at, d.body_kept,
                coalesce(jsonb_agg(jsonb_build_object(
                    'job_id', j.job_id, 'function', j.function, 'status', j.status,
                    'tries', j.tries, 'error', j.error) ORDER BY j.id)
                    FILTER (WHERE j.id IS NOT NULL), '[]') AS jobs
-        FROM (SELECT * FROM deliveries ORDER BY id DESC LIMIT $1) d
+        FROM (SELECT id, delivery_id, event, action, repository, installation_id, sender,
+                     received_at, body IS NOT NULL AS body_kept
+              FROM deliveries
+              WHERE ($2::text IS NULL OR lower(repository) = lower($2))
+                AND (NOT $3 OR EXISTS (SELECT 1 FROM jobs f WHERE f.status = 'failed'
+                                       AND f.delivery_id = deliveries.delivery_id))
+              ORDER BY id DESC LIMIT $1) d
         LEFT JOIN jobs j ON j.delivery_id = d.delivery_id
         GROUP BY d.id, d.delivery_id, d.event, d.action, d.repository, d.installation_id,
-                 d.sender, d.received_at
+                 d.sender, d.received_at, d.body_kept
         ORDER BY d.id DESC
         """,
         num,
+        repository,
+        failed,
     )
     return [
         {**dict(r), "received_at": r["received_at"].isoformat().replace("+00:00", "Z")}
@@ -139,6 +152,15 @@ async def load_delivery(db: asyncpg.Pool, delivery_id: str) -> StoredDelivery | 
     if row is None:
         return None
     return StoredDelivery(delivery_id, row["event"], decode_body(row["body"], row["body_encoding"]))
+
+
+async def describe(db: asyncpg.Pool, delivery_id: str) -> asyncpg.Record | None:
+    """What is kept of a delivery apart from its body, and whether the body is."""
+    return await db.fetchrow(
+        "SELECT delivery_id, event, action, repository, sender, received_at,"
+        " body IS NOT NULL AS body_kept FROM deliveries WHERE delivery_id = $1",
+        delivery_id,
+    )
 
 
 # Bodies this size and larger are stored compressed: nearly every real delivery (a pull

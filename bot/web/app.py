@@ -18,6 +18,7 @@ from gidgethub import sansio
 from bot.config import POOL_SIZES, Settings
 from bot.locks import KeyedLocks
 from bot.logs import kv
+from bot.model import REPOSITORY_NAME
 from bot.queue.redis_client import connect_redis
 from bot.routers import router
 from bot.routers.plan import JobPlan
@@ -140,8 +141,18 @@ async def list_events(request: web.Request) -> web.Response:
     raw = request.query.get("num", "20")
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
         return json_error(400, "num must be a whole number from 1 to 1000")
+    repository = request.query.get("repo") or None
+    if repository is not None and not REPOSITORY_NAME.match(repository):
+        return json_error(400, "repo must be a repository name of the form OWNER/REPO")
+    failed = request.query.get("failed", "0")
+    if failed not in ("0", "1", "false", "true"):
+        return json_error(
+            400, "failed must be 1 (or true) to list only deliveries with a failed job"
+        )
     try:
-        events = await deliveries.recent_deliveries(request.app[POOL], int(raw))
+        events = await deliveries.recent_deliveries(
+            request.app[POOL], int(raw), repository=repository, failed=failed in ("1", "true")
+        )
     except _DB_DOWN:
         return json_error(503, "storage is unavailable")
     return json_response({"events": events})
