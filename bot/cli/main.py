@@ -46,12 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     receiver = commands.add_parser(
         "receive",
-        help="sign a recorded delivery and POST it to the service",
-        description="Sign FIXTURE (a JSON file with headers and body) with the configured "
-        "webhook secret and POST it, as GitHub would.",
+        help="sign a recorded delivery (or a bare payload) and POST it to the service",
+        description="Sign FILE with the configured webhook secret and POST it, as GitHub "
+        "would. FILE is a recorded delivery (JSON with headers and body), or, with --event, "
+        'a bare payload as copied from the App\'s "Recent Deliveries" page.',
     )
     receiver.add_argument(
-        "fixture", help="path to a recorded delivery, e.g. fixtures/pull_request/opened.json"
+        "fixture",
+        metavar="FILE",
+        help="a recorded delivery, e.g. fixtures/pull_request/opened.json, or a payload",
+    )
+    receiver.add_argument(
+        "-e",
+        "--event",
+        metavar="NAME",
+        help="FILE is a bare payload of this event (e.g. pull_request); the delivery's "
+        "headers are made up",
     )
     receiver.add_argument("--url", help="where to send it (default: the local service)")
     receiver.add_argument(
