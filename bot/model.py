@@ -20,6 +20,27 @@ Kind = Literal["pull_request", "issue"]
 REPOSITORY_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 
 
+# What the GitHub App needs: repository permissions (at least this level) and the events
+# the routers act on. `installation` and `installation_repositories` reach every App
+# without subscribing (they cannot be subscribed to). The setup page asks for these and
+# `doctor` checks them.
+APP_PERMISSIONS = {
+    "issues": "write",
+    "pull_requests": "write",
+    "metadata": "read",
+    "contents": "read",
+}
+APP_EVENTS = ("issues", "issue_comment", "pull_request")
+PERMISSION_LEVELS = ("read", "write", "admin")
+
+
+def permission_covers(granted: str | None, needed: str) -> bool:
+    """Whether a GitHub permission level (read < write < admin) is at least ``needed``."""
+    if granted not in PERMISSION_LEVELS:
+        return False
+    return PERMISSION_LEVELS.index(granted) >= PERMISSION_LEVELS.index(needed)
+
+
 class InvalidRepository(ValueError):
     """Not a repository name of the form OWNER/REPO; the message says so."""
 

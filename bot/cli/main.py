@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.cli import admin, history, processes, receive
+from bot.cli import doctor as doctor_command
 from bot.cli import summary as summary_command
 from bot.cli.common import UsageError
 from bot.config import ConfigError
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     importer.set_defaults(func=admin.import_pull_requests)
 
+    add_doctor(commands)
     add_items(commands)
     add_projects(commands)
     add_summary(commands)
@@ -140,6 +142,32 @@ def build_parser() -> argparse.ArgumentParser:
         "secret", help="print a new random webhook secret", description="Print a new secret."
     ).set_defaults(func=receive.new_secret)
     return parser
+
+
+def add_doctor(commands: Any) -> None:
+    parser = commands.add_parser(
+        "doctor",
+        help="check every configured part against the real services",
+        description="Check the settings, PostgreSQL (migrations, connection budget), Redis, "
+        "the GitHub App (permissions, events, installations) or token, Trello (token, "
+        "lists, boards) and Jira (credentials, every mapped project and its issue type): "
+        "one line each, with how to fix what is wrong. Exit 0 when all is well, 1 otherwise.",
+    )
+    parser.add_argument(
+        "--web",
+        type=int,
+        default=1,
+        metavar="N",
+        help="web processes sharing the database, for the connection budget (default 1)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the database (default 1)",
+    )
+    parser.set_defaults(func=doctor_command.doctor)
 
 
 def add_items(commands: Any) -> None:

@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 # Any number will do as long as every process agrees: it serialises concurrent migrators
 # (two release phases, or a web and a worker starting together locally).
 _MIGRATION_LOCK = 0x70757070
+# Connections `migrate` (the release phase, and each process as it starts) holds.
+MIGRATION_POOL_SIZE = 1
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -80,7 +82,7 @@ async def migrate(pool: asyncpg.Pool) -> list[str]:
 
 async def migrate_url(url: str) -> list[str]:
     """Migrate the database at ``url`` with a connection of its own (for commands)."""
-    pool = await create_pool(url, min_size=1, max_size=1)
+    pool = await create_pool(url, min_size=1, max_size=MIGRATION_POOL_SIZE)
     try:
         return await migrate(pool)
     finally:
