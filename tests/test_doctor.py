@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -19,6 +20,9 @@ from bot.doctor import Processes, Report, diagnose
 from bot.doctor.storage import connections_needed
 from bot.queue.redis_client import connect_redis
 from bot.store import projects
+from bot.web.app import create_app
+from bot.web.checkup import CONFIGURATION_CHECK
+from bot.worker.context import shutdown, startup
 from tests.fakes.github import APP_ID, TEST_PRIVATE_PEM, FakeGitHub
 from tests.fakes.jira import FakeJira
 from tests.fakes.trello import FakeTrello, trello_settings
@@ -404,3 +408,62 @@ async def test_the_command_reports_malformed_variables_and_refuses_bad_arguments
     assert "STORED_EVENT_LIMIT" in out and "Traceback" not in err
     for (code, _, err), option in zip(refused, ("--workers", "--web"), strict=True):
         assert code == 2 and option in err and "Traceback" not in err
+
+
+async def test_the_home_page_summarises_and_shows_details_only_to_the_admin(
+    good: Settings,
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    aiohttp_client: Any,
+    fake_github: FakeGitHub,
+    trello: FakeTrello,
+    fake_jira: FakeJira,
+) -> None:
+    trello.lists[trello.target_list]["closed"] = True
+    app = create_app(good, pool=pool, redis=redis)
+    client = await aiohttp_client(app)
+    await asyncio.wait_for(app[CONFIGURATION_CHECK].done.wait(), 30)
+    outside_calls = len(fake_github.requests) + len(trello.requests) + len(fake_jira.requests)
+
+    page = await (await client.get("/")).text()
+    assert "1 problem (" in page and "python -m bot doctor" in page
+    assert "trello list" not in page and "Waiting for review" not in page
+    for admin in (
+        {"headers": {"Authorization": f"Bearer {ADMIN_TOKEN}"}},
+        {"params": {"token": ADMIN_TOKEN}},
+    ):
+        response = await client.get("/", **admin)
+        details = await response.text()
+        assert '<li class="problem">PROBLEM  trello list: ' in details
+        assert '<li class="ok">ok       jira project PUP: ' in details
+        assert response.headers["Cache-Control"] == "no-store"
+    wrong = await (await client.get("/", params={"token": "nope"})).text()
+    assert "trello list" not in wrong
+    # Visitors never wait on (or cause) calls to the outside services.
+    assert len(fake_github.requests) + len(trello.requests) + len(fake_jira.requests) == (
+        outside_calls
+    )
+
+
+async def test_a_worker_logs_the_check_once_beside_its_jobs(
+    good: Settings,
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    fake_jira: FakeJira,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake_jira.denied["PUP"].add("LINK_ISSUES")
+    caplog.set_level(logging.INFO, logger="bot.worker.context")
+    ctx: dict[str, Any] = {"settings": good, "pool": pool, "redis": redis}
+    await startup(ctx)
+    worker = ctx["worker"]
+    try:
+        assert worker.checkup is not None and not worker.checkup.done()  # jobs need not wait
+        await asyncio.wait_for(worker.checkup, 30)
+    finally:
+        await shutdown(ctx)
+    lines = [r for r in caplog.records if r.getMessage().startswith("configuration")]
+    assert [r.getMessage() for r in lines] == ["configuration checked", "configuration problem"]
+    assert lines[0].levelname == "WARNING" and lines[0].kv["result"].startswith("1 problem (")
+    assert lines[1].kv["check"] == "jira project PUP"
+    assert "Link issues" in lines[1].kv["problem"] and lines[1].kv["fix"]

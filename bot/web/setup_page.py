@@ -151,7 +151,8 @@ def _given_token(request: web.Request) -> str:
     return request.query.get("token", "")
 
 
-def _is_admin(request: web.Request, settings: Settings) -> bool:
+def is_admin(request: web.Request, settings: Settings) -> bool:
+    """The admin token came as ``Authorization: Bearer`` or ``?token=``."""
     given = _given_token(request)
     return bool(settings.admin_token) and hmac.compare_digest(
         given.encode(), settings.admin_token.encode()
@@ -164,7 +165,7 @@ def _refusal(request: web.Request, settings: Settings) -> web.Response | None:
         return None
     if not settings.admin_token:
         return _json_error(404, SETUP_CLOSED)
-    if not _is_admin(request, settings):
+    if not is_admin(request, settings):
         return _json_error(403, ADMIN_ONLY)
     return None
 
@@ -204,7 +205,7 @@ async def show_setup(request: web.Request) -> web.Response:
     if len(name) > _APP_NAME_MAX:
         return _json_error(400, f"name must be at most {_APP_NAME_MAX} characters")
     nonce = secrets.token_urlsafe(16)
-    state = sign_state(settings.webhook_secrets[0], nonce, admin=_is_admin(request, settings))
+    state = sign_state(settings.webhook_secrets[0], nonce, admin=is_admin(request, settings))
     web_url = github_web_url(settings.github_api_url)
     page = setup_views.setup_page(
         action=new_app_url(web_url, org, state),

@@ -6,6 +6,8 @@ a typed ``WorkerContext``. Job bodies get a ``JobContext`` built from it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +17,7 @@ import asyncpg
 from arq.connections import ArqRedis
 
 from bot.config import POOL_SIZES, Settings
+from bot.doctor import diagnose, log_report
 from bot.integrations.github import GitHubClient
 from bot.logs import kv
 from bot.model import Link
@@ -41,6 +44,8 @@ class WorkerContext:
     # Our own deadline for a try, inside arq's job timeout (see retry.try_timeout).
     try_timeout: float
     owns_pool: bool = False
+    # The configuration check run once at start-up, beside the jobs (None: not asked).
+    checkup: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -64,7 +69,8 @@ async def startup(ctx: ArqContext) -> None:
 
     arq's ``ctx`` may bring ``settings`` and a ``pool`` (``python -m bot worker`` and the
     tests give them); otherwise they come from the environment. arq itself gives
-    ``redis``.
+    ``redis``. ``check_configuration`` False skips the configuration check (tests whose
+    fakes count calls).
     """
     settings: Settings = ctx.get("settings") or Settings.from_env()
     pool: asyncpg.Pool | None = ctx.get("pool")
@@ -86,12 +92,29 @@ async def startup(ctx: ArqContext) -> None:
         owns_pool=owns_pool,
     )
     log.info("worker ready", extra=kv(outputs=",".join(o.name for o in outputs) or "none"))
+    if ctx.get("check_configuration", True):
+        worker = ctx[_WORKER]
+        worker.checkup = asyncio.create_task(check_configuration(worker))
+
+
+async def check_configuration(worker: WorkerContext) -> None:
+    """Log what `doctor` would say, once; jobs run meanwhile."""
+    try:
+        report = await diagnose(worker.settings, worker.http, pool=worker.pool, redis=worker.redis)
+    except Exception:  # diagnose reports failures as findings: this is a bug
+        log.exception("configuration check failed")
+        return
+    log_report(report, log)
 
 
 async def shutdown(ctx: ArqContext) -> None:
     context = ctx.get(_WORKER)
     if context is None:  # startup failed part-way
         return
+    if context.checkup is not None:
+        context.checkup.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await context.checkup
     await context.http.close()
     if context.owns_pool:
         await context.pool.close()
