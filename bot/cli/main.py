@@ -212,7 +212,8 @@ def add_projects(commands: Any) -> None:
         "create",
         help="map OWNER/REPO to a Jira project (replaces an existing mapping)",
         description="Map OWNER/REPO to the Jira project KEY; new issues get the labels and "
-        "components given. Running it again for the same repository replaces the mapping.",
+        "components given. Running it again for the same repository replaces the mapping. "
+        "Jira is asked first whether KEY exists and has the issue type the output creates.",
     )
     create.add_argument("repository", metavar="OWNER/REPO", help="e.g. puppetlabs/puppet")
     create.add_argument("key", metavar="KEY", help="Jira project key, e.g. PUP")
@@ -221,6 +222,11 @@ def add_projects(commands: Any) -> None:
     )
     create.add_argument(
         "--components", nargs="+", default=[], metavar="COMPONENT", help="components for new issues"
+    )
+    create.add_argument(
+        "--no-check",
+        action="store_true",
+        help="do not ask Jira whether KEY and its issue type exist (when offline)",
     )
     create.set_defaults(func=admin.projects_create)
     actions.add_parser(
