@@ -11,8 +11,9 @@ import asyncpg
 import pytest
 from arq.connections import ArqRedis
 
+from bot.cli.history import render_job
 from bot.config import Settings
-from bot.model import JobRequest
+from bot.model import InvalidRepository, JobRequest, parse_item_reference
 from bot.store import deliveries, jobs
 from bot.worker.sweep import sweep_once
 from tests.fakes.github import FakeGitHub
@@ -76,26 +77,25 @@ async def test_items_show_tells_where_an_item_is_tracked_and_what_ran_for_it(
     failed = await pool.fetchval("SELECT id FROM jobs WHERE status = 'failed'")
 
     env = env_for(tracked)
-    names = (PR, "PuppetLabs/Puppet#8412", "https://github.com/puppetlabs/puppet/pull/8412")
-    *shown, unknown, malformed = await asyncio.gather(
-        *(bot("items", "show", name, env=env) for name in names),
+    # Any case, or the pull request's address (parse_item_reference has the other forms).
+    shown, unknown, malformed = await asyncio.gather(
+        bot("items", "show", "https://github.com/PuppetLabs/Puppet/pull/8412", env=env),
         bot("items", "show", "puppetlabs/puppet#1", env=env),
         bot("items", "show", "puppet#1", env=env),
     )
-    for code, out, err in shown:
-        assert code == 0, err
-        lines = out.splitlines()
-        assert lines[0] == f"{PR}, a pull request"
-        assert f"  status comment  {status['html_url']}  ({status['id']}, since " in out
-        assert f"  trello          {card['shortUrl']}  ({card['id']}, since " in out
-        assert "pull_request opened, received " in out and f"delivery {opened}" in out
-        assert "    sync_pull_request done after 1 try, " in out
-        assert "    outcome: opened puppetlabs/puppet#8412: trello Trello card" in out
-        assert "issue_comment created, received " in out and f"delivery {commented}" in out
-        assert "    sync_comment failed after 1 try, " in out
-        error = f"OutputsFailed: outputs: trello: POST /1/cards/{card['id']}/actions/comments"
-        assert f"    error: {error} answered 400 (invalid value for text" in out
-        assert f"    retry: python -m bot jobs retry {failed}" in out
+    code, out, err = shown
+    assert code == 0, err
+    assert out.splitlines()[0] == f"{PR}, a pull request"  # as GitHub spells it
+    assert f"  status comment  {status['html_url']}  ({status['id']}, since " in out
+    assert f"  trello          {card['shortUrl']}  ({card['id']}, since " in out
+    assert "pull_request opened, received " in out and f"delivery {opened}" in out
+    assert "    sync_pull_request done after 1 try, " in out
+    assert "    outcome: opened puppetlabs/puppet#8412: trello Trello card" in out
+    assert "issue_comment created, received " in out and f"delivery {commented}" in out
+    assert "    sync_comment failed after 1 try, " in out
+    error = f"OutputsFailed: outputs: trello: POST /1/cards/{card['id']}/actions/comments"
+    assert f"    error: {error} answered 400 (invalid value for text" in out
+    assert f"    retry: python -m bot jobs retry {failed}" in out
 
     code, _, err = unknown
     assert code == 2 and "nothing is recorded about puppetlabs/puppet#1" in err
@@ -119,12 +119,14 @@ async def test_items_unlink_forgets_one_output_or_every_link(
     assert code == 0, err
     assert out.splitlines()[0] == f"removed trello: {card['shortUrl']} ({card['id']})"
     assert "python -m bot import puppetlabs/puppet 8412 --again" in out
-    code, out, _ = await bot("items", "show", PR, env=env)
-    assert "\n  trello " not in out and "\n  status comment " in out
-    code, _, err = await bot("items", "unlink", PR, "--output", "trello", env=env)
+    outputs = await pool.fetch("SELECT output FROM item_links")
+    assert [r["output"] for r in outputs] == ["github-status"]
+    (code, _, err), (code2, _, err2) = await asyncio.gather(
+        bot("items", "unlink", PR, "--output", "trello", env=env),
+        bot("items", "unlink", PR, "--output", "fax", env=env),
+    )
     assert code == 2 and "has no trello link" in err
-    code, _, err = await bot("items", "unlink", PR, "--output", "fax", env=env)
-    assert code == 2 and "invalid choice: 'fax'" in err
+    assert code2 == 2 and "invalid choice: 'fax'" in err2
 
     # Forgotten here only: the next sync finds the card again on its board.
     await post(client, "pull_request/reopened")
@@ -166,15 +168,33 @@ async def test_jobs_show_prints_every_field_and_the_whole_error(
         assert '"comment_id": ' in out and f'"delivery_id": "{commented}"' in out
         assert out.splitlines()[-1] == f"  {row['error']}"
 
-    # An error of several lines (a traceback) is printed whole, line by line.
-    await pool.execute(
-        "UPDATE jobs SET error = $2 WHERE id = $1", row["id"], "first line\nsecond\n  third"
-    )
-    (_, out, _), (code, _, err) = await asyncio.gather(
-        bot("jobs", "show", str(row["id"]), env=env), bot("jobs", "show", "999999", env=env)
-    )
-    assert out.splitlines()[-3:] == ["  first line", "  second", "    third"]
+    code, _, err = await bot("jobs", "show", "999999", env=env)
     assert code == 2 and "no job 999999" in err
+
+
+def test_an_error_of_several_lines_is_shown_line_by_line() -> None:
+    """A traceback, say: whole, indented, after every other field."""
+    job = {"id": 7, "job_id": "d:sync_issue:0", "status": "failed", "kwargs": {"number": 1}}
+    text = render_job({**job, "error": "first line\nsecond\n  third"}, [], None)
+    assert text.splitlines() == [
+        "id        7",
+        "job_id    d:sync_issue:0",
+        "status    failed",
+        'kwargs    {"number": 1}',
+        "error",
+        "  first line",
+        "  second",
+        "    third",
+    ]
+
+
+def test_items_are_named_as_operators_type_them() -> None:
+    for text in (PR, " puppetlabs/puppet#8412 ", "https://github.com/puppetlabs/puppet/pull/8412"):
+        assert parse_item_reference(text) == ("puppetlabs/puppet", 8412)
+    assert parse_item_reference("https://github.com/a/b/issues/3/") == ("a/b", 3)
+    for bad in ("puppet#1", "a/b#0", "a/b", "a/b#x", "a/b#99999999999", "a/b/c#1"):
+        with pytest.raises(InvalidRepository):
+            parse_item_reference(bad)
 
 
 async def test_events_list_filters_by_repository_and_failure(
@@ -184,16 +204,18 @@ async def test_events_list_filters_by_repository_and_failure(
     other = await post(client, "ping/ping")
     env = env_for(tracked)
 
-    every, of_repo, failed, none, malformed = await asyncio.gather(
-        bot("events", "list", env=env),
-        bot("events", "list", "--repo", "PuppetLabs/Puppet", env=env),
-        bot("events", "list", "--failed", env=env),
+    # Each filter alone: GET /events (tests/test_admin.py) and the query below.
+    of_repo = await deliveries.recent_deliveries(pool, 10, repository="PuppetLabs/Puppet")
+    assert [d["delivery_id"] for d in of_repo] == [commented, opened]
+    failed = await deliveries.recent_deliveries(pool, 10, failed=True)
+    assert [d["delivery_id"] for d in failed] == [commented]
+    both, none, malformed = await asyncio.gather(
+        bot("events", "list", "--failed", "--repo", "PuppetLabs/Puppet", env=env),
         bot("events", "list", "--failed", "--repo", "voxpupuli/puppet-nginx", env=env),
         bot("events", "list", "--repo", "nginx", env=env),
     )
-    assert every[0] == 0 and all(d in every[1] for d in (opened, commented, other))
-    assert opened in of_repo[1] and commented in of_repo[1] and other not in of_repo[1]
-    assert commented in failed[1] and opened not in failed[1] and other not in failed[1]
+    assert both[0] == 0 and commented in both[1] and opened not in both[1]
+    assert "sync_comment=failed" in both[1] and other not in both[1]
     assert none[:2] == (0, "no deliveries of voxpupuli/puppet-nginx with a failed job are kept\n")
     assert malformed[0] == 2 and "--repo" in malformed[2]
 

@@ -186,9 +186,10 @@ def render_job(
     origin: Mapping[str, Any] | None,
 ) -> str:
     """Every field of a job's record, its completed steps, and its whole error text."""
-    names = [*JOB_FIELDS, *(k for k in row if k not in JOB_FIELDS and k != "error")]
-    width = max(len(name) for name in names)
-    lines = [f"{name:<{width}}  {_field(row.get(name))}" for name in names if name in row]
+    known = [name for name in JOB_FIELDS if name in row]
+    names = [*known, *(k for k in row if k not in JOB_FIELDS and k != "error")]
+    width = max(len(name) for name in [*names, "delivery"])
+    lines = [f"{name:<{width}}  {_field(row[name])}" for name in names]
     if origin is not None:
         what = " ".join(filter(None, [origin["event"], origin["action"]]))
         kept = "body kept" if origin["body_kept"] else "body pruned"
@@ -201,8 +202,10 @@ def render_job(
         shown = link.get("url") or "done (nothing to link)"
         lines.append(f"{'step':<{width}}  {step['step']}: {shown} ({when(step['created_at'])})")
     error = row.get("error")
-    lines.append(f"{'error':<{width}}  " + ("-" if not error else ""))
-    if error:
+    if not error:
+        lines.append(f"{'error':<{width}}  -")
+    else:
+        lines.append("error")
         lines += [f"  {line}" for line in str(error).splitlines()]
     return "\n".join(lines)
 
