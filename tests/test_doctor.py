@@ -211,6 +211,11 @@ MISTAKES: dict[str, tuple[Breaker, str, str]] = {
         "github token",
         "lacks the scope repo (or public_repo)",
     ),
+    "an app id without its key": (
+        lambda s, g, t, j: dataclasses.replace(s, github_private_key=""),
+        "github app",
+        "GITHUB_PRIVATE_KEY is not set",
+    ),
     "no github credentials": (
         lambda s, g, t, j: dataclasses.replace(s, github_app_id="", github_private_key=""),
         "github",

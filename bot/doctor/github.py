@@ -18,6 +18,7 @@ NO_CREDENTIALS_FIX = (
     "set GITHUB_APP_ID and GITHUB_PRIVATE_KEY (README: Setting up the GitHub App), or "
     "GITHUB_TOKEN for classic repository webhooks"
 )
+ID_FIX = "set GITHUB_APP_ID to the App ID its settings page shows"
 KEY_FIX = (
     "on the App's settings page, generate a private key and set GITHUB_PRIVATE_KEY to the "
     "whole .pem file (or base64 of it)"
@@ -42,9 +43,12 @@ async def check_github(settings: Settings, client: GitHubClient) -> list[Finding
 
 
 async def check_app(settings: Settings, client: GitHubClient) -> list[Finding]:
-    if not settings.github_app_id or not settings.github_private_key:
-        unset = "GITHUB_APP_ID" if not settings.github_app_id else "GITHUB_PRIVATE_KEY"
-        return [problem("github app", f"{unset} is not set: the App cannot sign in", KEY_FIX)]
+    if not settings.github_app_id:
+        return [problem("github app", "GITHUB_APP_ID is not set: the App cannot sign in", ID_FIX)]
+    if not settings.github_private_key:
+        return [
+            problem("github app", "GITHUB_PRIVATE_KEY is not set: the App cannot sign in", KEY_FIX)
+        ]
     try:
         client.app_jwt()
     except (jwt.PyJWTError, ValueError, TypeError):
@@ -59,8 +63,7 @@ async def check_app(settings: Settings, client: GitHubClient) -> list[Finding]:
                 "github app",
                 f"GitHub refuses the App's sign-in ({exc}): GITHUB_APP_ID and "
                 "GITHUB_PRIVATE_KEY are not of one App",
-                "set GITHUB_APP_ID to the App ID its settings page shows, and a private key "
-                "generated there",
+                f"{ID_FIX}, and GITHUB_PRIVATE_KEY to a private key generated there",
             )
         ]
     page = settings_page(settings, app)
