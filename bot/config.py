@@ -16,6 +16,7 @@ from typing import Any
 DEFAULT_DATA_DIR = Path(".data")
 DEFAULT_PORT = 8080
 DEFAULT_STORED_EVENT_LIMIT = 100  # as the old service
+DEFAULT_JOB_HISTORY_DAYS = 30
 DEFAULT_WORKER_MAX_JOBS = 50
 DEFAULT_WORKER_JOB_TIMEOUT = 600  # seconds, as the old service
 # How long a delivery's jobs wait once stored before they may run, so that an earlier
@@ -76,6 +77,8 @@ class Settings:
     metrics_public: bool = False  # /metrics without the admin token
     dyno: str = ""  # Heroku's name for this process (web.1, worker.2): its metrics' label
     sentry_dsn: str = _secret()
+    # Days a delivery's row and its finished jobs are kept after its body is pruned.
+    job_history_days: int = DEFAULT_JOB_HISTORY_DAYS
     # Worker: jobs run at once per worker process, and arq's job timeout.
     worker_max_jobs: int = DEFAULT_WORKER_MAX_JOBS
     worker_job_timeout: int = DEFAULT_WORKER_JOB_TIMEOUT
@@ -136,6 +139,9 @@ class Settings:
             metrics_public=reader.flag("METRICS_PUBLIC"),
             dyno=reader.text("DYNO"),
             sentry_dsn=reader.dsn("SENTRY_DSN"),
+            job_history_days=reader.integer(
+                "JOB_HISTORY_DAYS", DEFAULT_JOB_HISTORY_DAYS, minimum=1
+            ),
             worker_max_jobs=reader.integer("WORKER_MAX_JOBS", DEFAULT_WORKER_MAX_JOBS, minimum=1),
             worker_job_timeout=reader.integer(
                 "WORKER_JOB_TIMEOUT", DEFAULT_WORKER_JOB_TIMEOUT, minimum=1

@@ -20,6 +20,27 @@ Kind = Literal["pull_request", "issue"]
 REPOSITORY_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 
 
+# What the GitHub App needs: repository permissions (at least this level) and the events
+# the routers act on. `installation` and `installation_repositories` reach every App
+# without subscribing (they cannot be subscribed to). The setup page asks for these and
+# `doctor` checks them.
+APP_PERMISSIONS = {
+    "issues": "write",
+    "pull_requests": "write",
+    "metadata": "read",
+    "contents": "read",
+}
+APP_EVENTS = ("issues", "issue_comment", "pull_request")
+PERMISSION_LEVELS = ("read", "write", "admin")
+
+
+def permission_covers(granted: str | None, needed: str) -> bool:
+    """Whether a GitHub permission level (read < write < admin) is at least ``needed``."""
+    if granted not in PERMISSION_LEVELS:
+        return False
+    return PERMISSION_LEVELS.index(granted) >= PERMISSION_LEVELS.index(needed)
+
+
 class InvalidRepository(ValueError):
     """Not a repository name of the form OWNER/REPO; the message says so."""
 
@@ -29,6 +50,22 @@ def check_repository(repository: str) -> str:
     if not REPOSITORY_NAME.match(repository) or repository.split("/")[1] in (".", ".."):
         raise InvalidRepository(f"{repository!r} is not a repository name of the form OWNER/REPO")
     return repository
+
+
+# How operators name one pull request or issue: OWNER/REPO#N, or its address on GitHub.
+_ITEM_REFERENCE = re.compile(r"^(?P<repo>[^#\s]+)#(?P<number>[0-9]+)$")
+_ITEM_URL = re.compile(
+    r"^https?://[^/]+/(?P<repo>[^/]+/[^/]+)/(?:pull|issues)/(?P<number>[0-9]+)/?$"
+)
+
+
+def parse_item_reference(text: str) -> tuple[str, int]:
+    """(repository, number) from ``OWNER/REPO#N`` or a pull request's or issue's URL."""
+    match = _ITEM_REFERENCE.match(text.strip()) or _ITEM_URL.match(text.strip())
+    number = int(match["number"]) if match else 0
+    if match is None or not 0 < number < 2**31:
+        raise InvalidRepository(f"{text!r} is not an item of the form OWNER/REPO#NUMBER")
+    return check_repository(match["repo"]), number
 
 
 def item_key(repository: str, number: int) -> str:

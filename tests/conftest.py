@@ -108,7 +108,8 @@ async def answer_once_queued(
 
 
 def app_for_tests(settings: Settings, pool: asyncpg.Pool, redis: ArqRedis) -> web.Application:
-    app = create_app(settings, pool=pool, redis=redis)
+    # The configuration check (outside calls in the background) only where a test asks.
+    app = create_app(settings, pool=pool, redis=redis, check_configuration=False)
     app.middlewares.append(answer_once_queued)
     return app
 

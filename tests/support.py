@@ -86,7 +86,7 @@ async def run_worker(settings: Settings, pool: Any, redis: Any = None, **overrid
         "max_tries": FixedSettings.max_tries,
         "job_timeout": FixedSettings.job_timeout,
         "max_jobs": FixedSettings.max_jobs,
-        "ctx": {"settings": settings, "pool": pool},
+        "ctx": {"settings": settings, "pool": pool, "check_configuration": False},
     }
     options.update(overrides)
     worker = Worker(**options)
@@ -100,7 +100,12 @@ async def run_worker(settings: Settings, pool: Any, redis: Any = None, **overrid
 @contextlib.asynccontextmanager
 async def worker_ctx(settings: Settings, pool: Any, redis: Any) -> AsyncIterator[dict[str, Any]]:
     """arq's ctx after a worker's startup, for calling a job function directly."""
-    ctx: dict[str, Any] = {"settings": settings, "pool": pool, "redis": redis}
+    ctx: dict[str, Any] = {
+        "settings": settings,
+        "pool": pool,
+        "redis": redis,
+        "check_configuration": False,
+    }
     await startup(ctx)
     try:
         yield ctx

@@ -46,6 +46,37 @@ async def test_events_num_is_validated(client: Any) -> None:
         response = await client.get(f"/events?num={num}", headers=AUTH)
         assert response.status == 400
         assert "num" in (await response.json())["error"]
+    for query, word in (("repo=nginx", "repo"), ("failed=maybe", "failed")):
+        response = await client.get(f"/events?{query}", headers=AUTH)
+        assert response.status == 400 and word in (await response.json())["error"]
+
+
+async def test_events_of_one_repository_or_with_a_failed_job(
+    client: Any, settings: Any, pool: Any, redis: Any
+) -> None:
+    ids = []
+    for name, changes in (
+        ("issues/opened", {}),
+        ("issues/opened", {"repository__full_name": "voxpupuli/puppet-nginx"}),
+        ("ping/ping", {}),
+    ):
+        headers, body = delivery(name, **changes)
+        await client.post("/webhooks", data=body, headers=headers)
+        ids.append(headers["X-GitHub-Delivery"])
+    await pool.execute(
+        "UPDATE jobs SET status = 'failed', error = 'x' WHERE delivery_id = $1", ids[1]
+    )
+
+    async def listed(query: str) -> list[str]:
+        response = await client.get(f"/events?{query}", headers=AUTH)
+        return [e["delivery_id"] for e in (await response.json())["events"]]
+
+    assert await listed("repo=PuppetLabs/Puppet") == [ids[0]]
+    assert await listed("failed=1") == [ids[1]]
+    assert await listed("failed=true&repo=puppetlabs/puppet") == []
+    assert await listed("num=3") == ids[::-1]
+    response = await client.get("/events?num=1", headers=AUTH)
+    assert (await response.json())["events"][0]["body_kept"] is True
 
 
 async def test_healthz_reports_both_services(client: Any) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
+from bot.cli.common import UsageError
 from bot.cli.main import build_parser
+from bot.cli.receive import read_fixture, read_payload, receive
 from tests.support import FIXTURES, SECRET, bot
 
 
@@ -83,7 +88,61 @@ async def test_receive_with_the_wrong_secret_fails_clearly(client: Any) -> None:
 async def test_receive_reports_a_missing_fixture_and_a_dead_service(tmp_path: Path) -> None:
     env = {"GITHUB_WEBHOOK_SECRET": SECRET}
     code, _, err = await bot("receive", "fixtures/nope.json", env=env)
-    assert code == 2 and "no such fixture" in err
+    assert code == 2 and "no such file" in err
     fixture = str(FIXTURES / "ping" / "ping.json")
     code, _, err = await bot("receive", fixture, "--url", "http://127.0.0.1:9/webhooks", env=env)
     assert code == 1 and "could not send" in err and "Traceback" not in err
+
+
+async def test_receive_sends_a_bare_payload_with_its_event_named(
+    client: Any, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """As copied from the App's "Recent Deliveries" page: the payload only."""
+    _, body = read_fixture(str(FIXTURES / "pull_request" / "opened.json"))
+    payload = tmp_path / "payload.json"
+    payload.write_text(json.dumps(json.loads(body), indent=2) + "\n")
+    url = str(client.make_url("/webhooks"))
+    env = {"GITHUB_WEBHOOK_SECRET": SECRET}
+    code, out, _ = await bot("receive", str(payload), "-e", "pull_request", "--url", url, env=env)
+    assert code == 0 and out.startswith("202 ")
+    stored = await pool.fetch("SELECT event, action, repository FROM deliveries")
+    assert [tuple(r) for r in stored] == [("pull_request", "opened", "puppetlabs/puppet")]
+    assert await pool.fetchval("SELECT function FROM jobs") == "sync_pull_request"
+    args = build_parser().parse_args(["receive", "payload.json", "--event", "issues"])
+    assert args.event == "issues"
+
+
+def test_receive_explains_what_is_wrong_with_its_input(tmp_path: Path) -> None:
+    recorded = str(FIXTURES / "issues" / "opened.json")
+    payload = tmp_path / "payload.json"
+    payload.write_text(json.dumps(json.loads(read_fixture(recorded)[1])))
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "text.json").write_text("Hello, World!")
+    cases: list[tuple[Callable[[], Any], str]] = [
+        (lambda: read_fixture(str(payload)), "is a bare payload, not a recorded delivery"),
+        (lambda: read_payload(recorded, "issues"), "is a recorded delivery (headers and body)"),
+        (lambda: read_payload(str(payload), "Pull Request"), "is not an event name"),
+        (lambda: read_payload(str(tmp_path / "list.json"), "issues"), "is not a webhook payload"),
+        (lambda: read_payload(str(tmp_path / "text.json"), "issues"), "is not JSON"),
+        (lambda: read_fixture(str(tmp_path / "text.json")), "is not JSON"),
+        (lambda: read_fixture(str(tmp_path)), "is a directory"),
+        (lambda: read_payload(str(tmp_path / "none.json"), "issues"), "no such file"),
+    ]
+    for read, message in cases:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            read()
+    headers, body = read_payload(str(payload), "issues")
+    assert headers["X-GitHub-Event"] == "issues" and len(headers["X-GitHub-Delivery"]) == 36
+    assert headers["Content-Type"] == "application/json"
+    assert body == payload.read_bytes()
+
+
+async def test_receive_refuses_bad_input_with_exit_2(tmp_path: Path) -> None:
+    payload = tmp_path / "payload.json"
+    payload.write_text('{"action": "opened"}')
+    env = {"GITHUB_WEBHOOK_SECRET": SECRET}
+    code, out, err = await bot("receive", str(payload), env=env)
+    assert (code, out) == (2, "") and "Traceback" not in err
+    assert "is a bare payload, not a recorded delivery: name its event with --event NAME" in err
+    with pytest.raises(UsageError, match="--keep-id needs a recorded delivery"):
+        receive(build_parser().parse_args(["receive", str(payload), "-e", "issues", "--keep-id"]))

@@ -13,6 +13,10 @@ def test_defaults_with_an_empty_environment() -> None:
     settings = Settings.from_env({})
     assert settings.outputs == ("trello",)
     assert settings.stored_event_limit == 100
+    assert settings.job_history_days == 30
+    assert Settings.from_env({"JOB_HISTORY_DAYS": "7"}).job_history_days == 7
+    with pytest.raises(ConfigError, match="JOB_HISTORY_DAYS must be a whole number ≥ 1"):
+        Settings.from_env({"JOB_HISTORY_DAYS": "0"})
     assert settings.github_api_url == "https://api.github.com"
     assert settings.database_url is None and settings.redis_url is None
 

@@ -30,10 +30,14 @@ ALLOWED: dict[str, set[str]] = {
     "queue": {"logs", "model"},
     "routers": {"logs", "model"},
     "outputs": FOUNDATION | {"integrations", "store"},
-    "worker": FOUNDATION | {"integrations", "store", "queue", "outputs"},
-    "web": FOUNDATION | {"integrations", "store", "queue", "routers"},
+    # Checks of every configured part, used by the web home page, worker start-up and
+    # the `doctor` command alike, so it sits below all three.
+    "doctor": FOUNDATION | {"integrations", "store", "queue", "outputs"},
+    "worker": FOUNDATION | {"integrations", "store", "queue", "outputs", "doctor"},
+    "web": FOUNDATION | {"integrations", "store", "queue", "routers", "doctor"},
     "cli": FOUNDATION
     | {"embedded", "error_tracking", "integrations", "store", "queue", "routers", "outputs"}
+    | {"doctor"}
     | {"worker", "web"},
 }
 

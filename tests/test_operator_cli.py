@@ -146,7 +146,7 @@ async def test_events_list_and_replay(
     statuses = await pool.fetch("SELECT status FROM jobs WHERE delivery_id = $1", delivery_id)
     assert [r["status"] for r in statuses] == ["done"] * 3
     code, _, err = await bot("events", "replay", "no-such-delivery", env=env)
-    assert code == 2 and "no stored delivery" in err
+    assert code == 2 and "no stored body for delivery no-such-delivery" in err
 
 
 async def test_failed_jobs_are_listed_and_retried(

@@ -8,8 +8,10 @@ import asyncpg
 import pytest
 
 from bot.cli.admin import projects_table
+from bot.config import Settings
 from bot.store import projects
 from bot.store.projects import InvalidProject, Project
+from tests.fakes.jira import FakeJira
 from tests.test_cli import bot
 
 
@@ -66,8 +68,22 @@ def test_the_table_is_aligned() -> None:
     assert projects_table([]).startswith("no projects configured")
 
 
-async def test_the_cli_round_trip(service_urls: tuple[str, str], pool: asyncpg.Pool) -> None:
-    env = {"DATABASE_URL": service_urls[0]}
+def jira_env(settings: Settings, **extra: str) -> dict[str, str]:
+    assert settings.database_url
+    return {
+        "DATABASE_URL": settings.database_url,
+        "JIRA_SITE": settings.jira_site,
+        "JIRA_USERNAME": settings.jira_username,
+        "JIRA_PASSWORD": settings.jira_password,
+        **extra,
+    }
+
+
+async def test_the_cli_round_trip(
+    jira_settings: Settings, fake_jira: FakeJira, pool: asyncpg.Pool
+) -> None:
+    fake_jira.projects.add("PUPPET")
+    env = jira_env(jira_settings)
     code, out, err = await bot(
         "projects", "create", "puppetlabs/puppet", "PUP",
         "--labels", "community", "triage", "--components", "Agent",
@@ -89,6 +105,60 @@ async def test_the_cli_round_trip(service_urls: tuple[str, str], pool: asyncpg.P
     assert (code, out) == (0, "deleted puppetlabs/puppet\n")
     code, out, _ = await bot("projects", "list", env=env)
     assert code == 0 and out.startswith("no projects configured")
+
+
+async def test_create_asks_jira_first(
+    jira_settings: Settings, fake_jira: FakeJira, pool: asyncpg.Pool
+) -> None:
+    fake_jira.issue_types["FACT"] = ("Bug", "Story")
+    fake_jira.denied["PUP"].add("ADD_COMMENTS")
+    env = jira_env(jira_settings)
+    unknown, no_task, lacking, offline, unset, unchecked = await asyncio.gather(
+        bot("projects", "create", "puppetlabs/puppet", "NOPE", env=env),
+        bot("projects", "create", "puppetlabs/facter", "FACT", env=env),
+        bot("projects", "create", "puppetlabs/puppet", "PUP", env=env),
+        bot(
+            "projects",
+            "create",
+            "puppetlabs/hiera",
+            "PUP",
+            env={**env, "JIRA_SITE": "http://127.0.0.1:9"},
+        ),
+        bot(
+            "projects",
+            "create",
+            "puppetlabs/hiera",
+            "PUP",
+            env={"DATABASE_URL": env["DATABASE_URL"]},
+        ),
+        bot(
+            "projects",
+            "create",
+            "puppetlabs/r10k",
+            "NOPE",
+            "--no-check",
+            env={"DATABASE_URL": env["DATABASE_URL"]},
+        ),
+    )
+    code, out, err = unknown
+    assert code == 2 and out == "" and "Jira has no project NOPE" in err and "--no-check" in err
+    code, out, err = no_task
+    assert code == 2 and "FACT has no issue type Task (it has Bug, Story)" in err
+    code, out, err = lacking  # saved: the permission can be granted later
+    assert code == 0 and out == "created puppetlabs/puppet -> PUP\n"
+    assert "warning: the account lacks Add comments in PUP" in err
+    code, out, err = offline
+    assert code == 1 and "cannot check PUP in Jira" in err and "--no-check" in err
+    code, out, err = unset
+    assert code == 2 and "JIRA_SITE" in err and "--no-check" in err
+    code, out, err = unchecked
+    assert (code, out) == (0, "created puppetlabs/r10k -> NOPE\n")
+    for _, _, err in (unknown, no_task, offline, unset):
+        assert "Traceback" not in err and jira_settings.jira_password not in err
+    assert [p.repository for p in await projects.list_all(pool)] == [
+        "puppetlabs/puppet",
+        "puppetlabs/r10k",
+    ]
 
 
 async def test_cli_errors_exit_2_with_a_message(service_urls: tuple[str, str]) -> None:

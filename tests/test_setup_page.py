@@ -12,7 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from aiohttp import web
 
+from bot.integrations.github import github_web_url
 from bot.logs import KeyValueFormatter
+from bot.model import APP_EVENTS, APP_PERMISSIONS
 from bot.web import setup_page
 from tests.support import ADMIN_TOKEN, SECRET
 
@@ -52,8 +54,8 @@ def conversion(**changes: Any) -> dict[str, Any]:
         "html_url": "https://github.com/apps/puppet-webhooks-ci",
         "created_at": "2025-01-07T10:12:44Z",
         "updated_at": "2025-01-07T10:12:44Z",
-        "permissions": dict(setup_page.MANIFEST_PERMISSIONS),
-        "events": list(setup_page.MANIFEST_EVENTS),
+        "permissions": dict(APP_PERMISSIONS),
+        "events": list(APP_EVENTS),
         "client_secret": CLIENT_SECRET,
         "webhook_secret": WEBHOOK_SECRET,
         "pem": PEM,
@@ -157,9 +159,9 @@ async def test_behind_herokus_router_the_urls_are_https(setup_client: Any) -> No
 
 
 def test_github_sites_for_each_api_root() -> None:
-    assert setup_page.github_web_url("https://api.github.com") == "https://github.com"
-    assert setup_page.github_web_url("https://ghe.example.com/api/v3") == "https://ghe.example.com"
-    assert setup_page.github_web_url("https://api.acme.ghe.com") == "https://acme.ghe.com"
+    assert github_web_url("https://api.github.com") == "https://github.com"
+    assert github_web_url("https://ghe.example.com/api/v3") == "https://ghe.example.com"
+    assert github_web_url("https://api.acme.ghe.com") == "https://acme.ghe.com"
     url = setup_page.new_app_url("https://ghe.example.com", "", "s.1.0.x")
     assert url == "https://ghe.example.com/settings/apps/new?state=s.1.0.x"
 

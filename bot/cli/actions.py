@@ -30,7 +30,10 @@ async def replay_delivery(pool: asyncpg.Pool, redis: ArqRedis, delivery_id: str)
     """Dispatch a stored delivery through the router again, as new jobs."""
     row = await deliveries.load_delivery(pool, delivery_id)
     if row is None:
-        raise NotFound(f"no stored delivery {delivery_id} (it may have been pruned)")
+        raise NotFound(
+            f"no stored body for delivery {delivery_id}: it is unknown, or older than the "
+            "newest STORED_EVENT_LIMIT deliveries (see: python -m bot events list)"
+        )
     replays = await jobs.count_replays(pool, delivery_id)
     plan = JobPlan(delivery_id, prefix=f"{delivery_id}:replay{replays + 1}", replay=True)
     event = sansio.Event(json_value(row.body), event=row.event, delivery_id=delivery_id)

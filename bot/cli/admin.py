@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -14,8 +15,12 @@ from bot.cli import actions
 from bot.cli.common import UsageError, connected, load_settings, run
 from bot.cli.tables import table
 from bot.config import Settings
+from bot.doctor import jira as doctor_jira
+from bot.integrations.errors import ServiceError
 from bot.integrations.github import GitHubClient
+from bot.integrations.jira import JiraClient
 from bot.model import REPOSITORY_NAME
+from bot.outputs import jira as jira_output
 from bot.store import deliveries, jobs, projects
 from bot.worker import recovery
 
@@ -29,6 +34,15 @@ def projects_create(args: argparse.Namespace) -> int:
         project = projects.make_project(args.repository, args.key, args.labels, args.components)
     except projects.InvalidProject as exc:
         raise UsageError(str(exc)) from None
+    settings = load_settings()
+    if not args.no_check:
+        try:
+            warning = asyncio.run(check_in_jira(settings, project.key))
+        except ServiceError as exc:
+            print(f"error: cannot check {project.key} in Jira ({exc}); {NO_CHECK}", file=sys.stderr)
+            return 1
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
 
     async def work(settings: Settings) -> int:
         async with connected(settings) as (pool, _):
@@ -36,7 +50,25 @@ def projects_create(args: argparse.Namespace) -> int:
         print(f"{'created' if new else 'updated'} {project.repository} -> {project.key}")
         return 0
 
-    return run(work, load_settings())
+    return run(work, settings)
+
+
+NO_CHECK = "pass --no-check to map it without asking Jira"
+
+
+async def check_in_jira(settings: Settings, key: str) -> str:
+    """Refuse (UsageError) a project, or the issue type the output creates, that Jira does
+    not know; return a warning when the account may not comment or link there."""
+    missing = jira_output.missing_settings(settings)
+    if missing:
+        raise UsageError(f"cannot check {key} in Jira: {', '.join(missing)} not set; {NO_CHECK}")
+    async with aiohttp.ClientSession() as http:
+        client = JiraClient(http, settings)
+        unknown = await doctor_jira.unknown_project(client, key)
+        if unknown is not None:
+            raise UsageError(f"{unknown.message}; {unknown.fix}, or {NO_CHECK}")
+        lacking = await doctor_jira.missing_permissions(client, key)
+    return f"{lacking.message}; {lacking.fix}" if lacking else ""
 
 
 def projects_list(args: argparse.Namespace) -> int:
@@ -67,10 +99,20 @@ def projects_delete(args: argparse.Namespace) -> int:
 def events_list(args: argparse.Namespace) -> int:
     if not 1 <= args.num <= 1000:
         raise UsageError("--num must be from 1 to 1000")
+    if args.repo is not None:
+        try:
+            projects.check_repository(args.repo)
+        except projects.InvalidProject as exc:
+            raise UsageError(f"--repo: {exc}") from None
 
     async def work(settings: Settings) -> int:
         async with connected(settings) as (pool, _):
-            events = await deliveries.recent_deliveries(pool, args.num)
+            events = await deliveries.recent_deliveries(
+                pool, args.num, repository=args.repo, failed=args.failed
+            )
+        if not events:
+            print(_no_events(args))
+            return 0
         rows = [
             (
                 e["delivery_id"],
@@ -86,6 +128,12 @@ def events_list(args: argparse.Namespace) -> int:
         return 0
 
     return run(work, load_settings())
+
+
+def _no_events(args: argparse.Namespace) -> str:
+    which = " with a failed job" if args.failed else ""
+    where = f" of {args.repo}" if args.repo else ""
+    return f"no deliveries{where}{which} are kept"
 
 
 def events_replay(args: argparse.Namespace) -> int:

@@ -8,12 +8,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bot.cli import admin, processes, receive
+from bot.cli import admin, history, processes, receive
+from bot.cli import doctor as doctor_command
 from bot.cli import summary as summary_command
 from bot.cli.common import UsageError, ensure_logging
 from bot.config import ConfigError
 from bot.embedded import EmbeddedUnavailable
 from bot.logs import kv
+from bot.outputs import REGISTRY
+from bot.worker.status import STATUS_LINK
 from bot.worker.summary import CRON_HOUR_UTC
 
 
@@ -46,12 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     receiver = commands.add_parser(
         "receive",
-        help="sign a recorded delivery and POST it to the service",
-        description="Sign FIXTURE (a JSON file with headers and body) with the configured "
-        "webhook secret and POST it, as GitHub would.",
+        help="sign a recorded delivery (or a bare payload) and POST it to the service",
+        description="Sign FILE with the configured webhook secret and POST it, as GitHub "
+        "would. FILE is a recorded delivery (JSON with headers and body), or, with --event, "
+        'a bare payload as copied from the App\'s "Recent Deliveries" page.',
     )
     receiver.add_argument(
-        "fixture", help="path to a recorded delivery, e.g. fixtures/pull_request/opened.json"
+        "fixture",
+        metavar="FILE",
+        help="a recorded delivery, e.g. fixtures/pull_request/opened.json, or a payload",
+    )
+    receiver.add_argument(
+        "-e",
+        "--event",
+        metavar="NAME",
+        help="FILE is a bare payload of this event (e.g. pull_request); the delivery's "
+        "headers are made up",
     )
     receiver.add_argument("--url", help="where to send it (default: the local service)")
     receiver.add_argument(
@@ -69,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         "list", help="recent deliveries and their jobs", description="Recent deliveries."
     )
     listing.add_argument("--num", type=int, default=20, help="how many (default 20)")
+    listing.add_argument("--repo", metavar="OWNER/REPO", help="only this repository's")
+    listing.add_argument(
+        "--failed", action="store_true", help="only those with a job that failed for good"
+    )
     listing.set_defaults(func=admin.events_list)
     replay = events.add_parser(
         "replay",
@@ -98,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     recover.set_defaults(func=admin.events_recover)
 
     jobs = commands.add_parser(
-        "jobs", help="failed jobs", description="List or retry finally failed jobs."
+        "jobs",
+        help="failed jobs, one job's record",
+        description="List, show or retry jobs.",
     ).add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
     failed = jobs.add_parser(
         "failed", help="jobs that failed for good, with their error", description="Failed jobs."
@@ -112,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retry.add_argument("job", metavar="ID", help="the ID or JOB column of `jobs failed`")
     retry.set_defaults(func=admin.jobs_retry)
+    show = jobs.add_parser(
+        "show",
+        help="every field of one job, its steps and its whole error",
+        description="Print every field of a job's record, the steps it completed, the "
+        "delivery it came from and its whole error text.",
+    )
+    show.add_argument("job", metavar="ID", help="the ID or JOB column of `jobs failed`")
+    show.set_defaults(func=history.jobs_show)
 
     importer = commands.add_parser(
         "import",
@@ -126,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     importer.set_defaults(func=admin.import_pull_requests)
 
+    add_doctor(commands)
+    add_items(commands)
     add_projects(commands)
     add_summary(commands)
 
@@ -133,6 +162,62 @@ def build_parser() -> argparse.ArgumentParser:
         "secret", help="print a new random webhook secret", description="Print a new secret."
     ).set_defaults(func=receive.new_secret)
     return parser
+
+
+def add_doctor(commands: Any) -> None:
+    parser = commands.add_parser(
+        "doctor",
+        help="check every configured part against the real services",
+        description="Check the settings, PostgreSQL (migrations, connection budget), Redis, "
+        "the GitHub App (permissions, events, installations) or token, Trello (token, "
+        "lists, boards) and Jira (credentials, every mapped project and its issue type): "
+        "one line each, with how to fix what is wrong. Exit 0 when all is well, 1 otherwise.",
+    )
+    parser.add_argument(
+        "--web",
+        type=int,
+        default=1,
+        metavar="N",
+        help="web processes sharing the database, for the connection budget (default 1)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the database (default 1)",
+    )
+    parser.set_defaults(func=doctor_command.doctor)
+
+
+def add_items(commands: Any) -> None:
+    items = commands.add_parser(
+        "items",
+        help="one pull request's or issue's story; correct where it is tracked",
+        description="What the service knows about one pull request or issue, and how to "
+        "make it forget a wrong card or issue.",
+    ).add_subparsers(dest="items_command", required=True, metavar="ACTION")
+    show = items.add_parser(
+        "show",
+        help="its card and issue, status comment, and every delivery and job about it",
+        description="Where OWNER/REPO#N is tracked (card, issue, status comment, with links) "
+        "and every delivery and job about it, oldest first, with outcome, tries and error.",
+    )
+    show.add_argument("item", metavar="OWNER/REPO#N", help="or the pull request's URL")
+    show.set_defaults(func=history.items_show)
+    unlink = items.add_parser(
+        "unlink",
+        help="forget the card or issue it is linked to (all, or one output's)",
+        description="Forget which card or issue tracks OWNER/REPO#N (nothing is deleted in "
+        "Trello or Jira); the next event about it looks it up afresh, or creates one.",
+    )
+    unlink.add_argument("item", metavar="OWNER/REPO#N", help="or the pull request's URL")
+    unlink.add_argument(
+        "--output",
+        choices=[*sorted(REGISTRY), STATUS_LINK],
+        help="only this output's link (default: every link)",
+    )
+    unlink.set_defaults(func=history.items_unlink)
 
 
 def add_projects(commands: Any) -> None:
@@ -147,7 +232,8 @@ def add_projects(commands: Any) -> None:
         "create",
         help="map OWNER/REPO to a Jira project (replaces an existing mapping)",
         description="Map OWNER/REPO to the Jira project KEY; new issues get the labels and "
-        "components given. Running it again for the same repository replaces the mapping.",
+        "components given. Running it again for the same repository replaces the mapping. "
+        "Jira is asked first whether KEY exists and has the issue type the output creates.",
     )
     create.add_argument("repository", metavar="OWNER/REPO", help="e.g. puppetlabs/puppet")
     create.add_argument("key", metavar="KEY", help="Jira project key, e.g. PUP")
@@ -156,6 +242,11 @@ def add_projects(commands: Any) -> None:
     )
     create.add_argument(
         "--components", nargs="+", default=[], metavar="COMPONENT", help="components for new issues"
+    )
+    create.add_argument(
+        "--no-check",
+        action="store_true",
+        help="do not ask Jira whether KEY and its issue type exist (when offline)",
     )
     create.set_defaults(func=admin.projects_create)
     actions.add_parser(

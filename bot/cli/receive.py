@@ -1,5 +1,5 @@
-"""Deliveries by hand: `receive` signs a recorded delivery and sends it; `secret` makes
-a new webhook secret."""
+"""Deliveries by hand: `receive` signs a recorded delivery (or a bare payload, with the
+event named) and sends it; `secret` makes a new webhook secret."""
 
 from __future__ import annotations
 
@@ -10,26 +10,67 @@ import secrets
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from bot.cli.common import UsageError, load_settings
-from bot.web.ingest import SIGNATURE_HEADER, signature_for
+from bot.web.ingest import EVENT_NAME, SIGNATURE_HEADER, signature_for
+
+
+def _load_json(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a delivery") from None
+    except (ValueError, UnicodeDecodeError):
+        raise UsageError(f"{path} is not JSON") from None
+
+
+def _is_recorded(data: Any) -> bool:
+    return isinstance(data, dict) and "headers" in data and "body" in data
 
 
 def read_fixture(path: str) -> tuple[dict[str, str], bytes]:
+    """A recorded delivery: a JSON file with the ``headers`` and ``body`` GitHub sent."""
+    recorded = _load_json(path)
+    if isinstance(recorded, dict) and not _is_recorded(recorded):
+        raise UsageError(
+            f"{path} is a bare payload, not a recorded delivery: name its event with "
+            "--event NAME (e.g. --event pull_request)"
+        )
     try:
-        recorded = json.loads(Path(path).read_text())
-        headers = {str(k): str(v) for k, v in recorded["headers"].items()}
-        body = recorded["body"]
-    except FileNotFoundError:
-        raise UsageError(f"no such fixture: {path}") from None
-    except (ValueError, KeyError, TypeError, AttributeError):
+        headers, body = recorded["headers"], recorded["body"]
+        items = {str(k): str(v) for k, v in headers.items()}
+    except (KeyError, TypeError, AttributeError):
         raise UsageError(
             f"{path} is not a recorded delivery (JSON with headers and body)"
         ) from None
     raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-    return headers, raw
+    return items, raw
+
+
+def read_payload(path: str, event: str) -> tuple[dict[str, str], bytes]:
+    """A bare payload, as GitHub's "Recent Deliveries" page shows it, with the headers
+    GitHub would have sent beside it made up (a fresh delivery id each time)."""
+    if not EVENT_NAME.match(event):
+        raise UsageError(f"--event {event!r} is not an event name (e.g. pull_request)")
+    payload = _load_json(path)
+    if _is_recorded(payload):
+        raise UsageError(
+            f"{path} is a recorded delivery (headers and body): send it without --event"
+        )
+    if not isinstance(payload, dict):
+        raise UsageError(f"{path} is not a webhook payload (a JSON object)")
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "GitHub-Hookshot/puppet-webhooks-receive",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+    }
+    return headers, Path(path).read_bytes().strip()
 
 
 def signed_request(
@@ -43,8 +84,13 @@ def signed_request(
 
 
 def receive(args: argparse.Namespace) -> int:
+    if args.event is not None and args.keep_id:
+        raise UsageError("--keep-id needs a recorded delivery; a bare payload has no id")
     settings = load_settings(local_secrets=True)
-    headers, body = read_fixture(args.fixture)
+    if args.event is None:
+        headers, body = read_fixture(args.fixture)
+    else:
+        headers, body = read_payload(args.fixture, args.event)
     headers = signed_request(headers, body, settings.webhook_secrets[0], new_id=not args.keep_id)
     url = args.url or f"http://127.0.0.1:{settings.port}/webhooks"
     try:

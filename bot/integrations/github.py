@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 from cachetools import TLRUCache, TTLCache
@@ -63,6 +63,17 @@ class HookDelivery:
             event=str(data.get("event") or ""),
             action=data.get("action") if isinstance(data.get("action"), str) else None,
         )
+
+
+def github_web_url(api_url: str) -> str:
+    """The GitHub site for an API root: github.com, a GHES host, or a GHE.com subdomain."""
+    parts = urlsplit(api_url.rstrip("/"))
+    host, path = parts.netloc, parts.path
+    if path.endswith("/api/v3"):
+        path = path.removesuffix("/api/v3")
+    elif host.startswith("api."):
+        host = host.removeprefix("api.")
+    return f"{parts.scheme}://{host}{path}"
 
 
 def _expiry_timestamp(value: str) -> float:
@@ -195,6 +206,35 @@ class GitHubClient:
         )
         return int(response.data["id"])
 
+    async def app(self) -> dict[str, Any]:
+        """The App itself (``GET /app``, with its JWT): name, owner, permissions, events."""
+        response = await self._request(
+            "GET", "/app", installation_id=None, authorization=f"Bearer {self.app_jwt()}"
+        )
+        return dict(response.data)
+
+    async def app_installations(self) -> list[dict[str, Any]]:
+        """Every installation of the App, with the permissions and events it accepted."""
+        return [
+            dict(installation)
+            async for installation in self.paginate(
+                "/app/installations", installation_id=None, as_app=True
+            )
+        ]
+
+    async def token_user(self) -> tuple[dict[str, Any], tuple[str, ...] | None]:
+        """Whom GITHUB_TOKEN belongs to, and its OAuth scopes (None: a fine-grained token,
+        whose permissions GitHub does not list)."""
+        response = await self._request(
+            "GET",
+            "/user",
+            installation_id=None,
+            authorization=f"token {self.settings.github_token}",
+        )
+        raw = response.headers.get("X-OAuth-Scopes")
+        scopes = None if raw is None else tuple(s.strip() for s in raw.split(",") if s.strip())
+        return dict(response.data), scopes
+
     # -- reads --------------------------------------------------------------------------
 
     async def paginate(
@@ -210,12 +250,13 @@ class GitHubClient:
         url: str | None = path
         query: dict[str, str] | None = {"per_page": "100", **(params or {})}
         while url:
+            authorization = f"Bearer {self.app_jwt()}" if as_app else None
             response = await self._request(
                 "GET",
                 url,
                 installation_id=installation_id,
                 params=query,
-                authorization=f"Bearer {self.app_jwt()}" if as_app else None,
+                authorization=authorization,
             )
             for element in response.data or []:
                 yield element

@@ -21,6 +21,8 @@ SEARCH_JQL = f"{API}/search/jql"
 SEARCH = f"{API}/search"
 SEARCH_ENDPOINT_MISSING = frozenset({404, 405, 410})
 PAGE_SIZE = 50
+# A project has a handful of issue types; this many pages is more than any has.
+CREATEMETA_PAGES = 20
 
 Json = dict[str, Any]
 
@@ -62,6 +64,67 @@ class JiraClient:
             self._session, SERVICE, method, url, headers=self._headers, params=params, body=body
         )
         return response.data
+
+    async def myself(self) -> Json:
+        """The account the credentials belong to (Jira refuses bad ones here)."""
+        me: Json = await self._request("GET", f"{API}/myself")
+        return me
+
+    async def project(self, key: str) -> Json | None:
+        """The project, or None when there is none the account may browse (Jira answers
+        the same 404 for both)."""
+        try:
+            found: Json = await self._request("GET", f"{API}/project/{quote(key, safe='')}")
+        except NotRetryable as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
+
+    async def creatable_issue_types(self, key: str) -> list[str]:
+        """Names of the issue types the account may create in a project (none: it may not
+        create issues there).
+
+        Cloud and Data Center 8.4+ page them at ``createmeta/{key}/issuetypes``; older Data
+        Center only has ``createmeta?projectKeys=``, which newer ones removed.
+        """
+        names: list[str] = []
+        path = f"{API}/issue/createmeta/{quote(key, safe='')}/issuetypes"
+        try:
+            for _ in range(CREATEMETA_PAGES):
+                page = await self._request(
+                    "GET", path, params={"startAt": str(len(names)), "maxResults": "50"}
+                )
+                batch = page.get("issueTypes") or page.get("values") or []
+                names += [str(t.get("name")) for t in batch]
+                total = page.get("total")
+                if not batch or page.get("isLast") or (total is not None and len(names) >= total):
+                    break
+            return names
+        except NotRetryable as exc:
+            if exc.status != 404:
+                raise
+        page = await self._request(
+            "GET",
+            f"{API}/issue/createmeta",
+            params={"projectKeys": key, "expand": "projects.issuetypes"},
+        )
+        return [
+            str(t.get("name"))
+            for p in page.get("projects") or []
+            if p.get("key") == key
+            for t in p.get("issuetypes") or []
+        ]
+
+    async def my_permissions(self, key: str, wanted: Sequence[str]) -> dict[str, bool]:
+        """Whether the account has each project permission (``ADD_COMMENTS``…) in a project."""
+        data = await self._request(
+            "GET",
+            f"{API}/mypermissions",
+            params={"projectKey": key, "permissions": ",".join(wanted)},
+        )
+        granted = data.get("permissions") or {}
+        return {name: bool((granted.get(name) or {}).get("havePermission")) for name in wanted}
 
     async def get_issue(self, key: str, fields: Sequence[str] = ("summary",)) -> Json | None:
         """The issue (its current key, if it moved), or None when there is no such issue."""

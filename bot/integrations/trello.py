@@ -101,6 +101,29 @@ def shared_limiter(redis: Redis, settings: Settings) -> SharedWindowLimiter:
     return SharedWindowLimiter(redis, list(zip(names, TRELLO_WINDOWS, strict=False)))
 
 
+@dataclass(frozen=True)
+class Member:
+    id: str
+    username: str
+    full_name: str
+
+
+@dataclass(frozen=True)
+class TrelloList:
+    id: str
+    name: str
+    closed: bool  # archived
+    id_board: str
+
+
+@dataclass(frozen=True)
+class Board:
+    id: str
+    name: str
+    closed: bool  # archived
+    url: str
+
+
 def trello_date(moment: datetime) -> str:
     """Trello's date format: ISO 8601 in UTC with milliseconds and a ``Z``."""
     utc = moment.astimezone(UTC)
@@ -148,6 +171,35 @@ class TrelloClient:
                 body=body,
             )
         return response.data
+
+    async def me(self) -> Member:
+        """The member the token belongs to (Trello refuses a bad key or token here)."""
+        data = await self._request("GET", "members/me", params={"fields": "username,fullName"})
+        return Member(
+            str(data["id"]), str(data.get("username") or ""), str(data.get("fullName") or "")
+        )
+
+    async def get_list(self, list_id: str) -> TrelloList:
+        data = await self._request(
+            "GET", f"lists/{list_id}", params={"fields": "name,closed,idBoard"}
+        )
+        return TrelloList(
+            str(data["id"]),
+            str(data.get("name") or ""),
+            bool(data.get("closed")),
+            str(data["idBoard"]),
+        )
+
+    async def get_board(self, board_id: str) -> Board:
+        data = await self._request(
+            "GET", f"boards/{board_id}", params={"fields": "name,closed,url"}
+        )
+        return Board(
+            str(data["id"]),
+            str(data.get("name") or ""),
+            bool(data.get("closed")),
+            str(data.get("url") or ""),
+        )
 
     async def list_board(self, list_id: str) -> str:
         """The id of the board a list is on."""

@@ -101,22 +101,35 @@ async def save_deliveries(
     return {r["delivery_id"] for r in rows}
 
 
-async def recent_deliveries(db: asyncpg.Pool, num: int) -> list[dict[str, Any]]:
+async def recent_deliveries(
+    db: asyncpg.Pool, num: int, *, repository: str | None = None, failed: bool = False
+) -> list[dict[str, Any]]:
+    """The newest ``num`` deliveries with their jobs, of one repository (any case) and/or
+    only those with a job that failed for good, when asked. ``body_kept`` says whether
+    the body is still stored (`events replay` needs it)."""
     rows = await db.fetch(
         """
         SELECT d.delivery_id, d.event, d.action, d.repository, d.installation_id, d.sender,
-               d.received_at,
+               d.received_at, d.body_kept,
                coalesce(jsonb_agg(jsonb_build_object(
                    'job_id', j.job_id, 'function', j.function, 'status', j.status,
                    'tries', j.tries, 'error', j.error) ORDER BY j.id)
                    FILTER (WHERE j.id IS NOT NULL), '[]') AS jobs
-        FROM (SELECT * FROM deliveries ORDER BY id DESC LIMIT $1) d
+        FROM (SELECT id, delivery_id, event, action, repository, installation_id, sender,
+                     received_at, body IS NOT NULL AS body_kept
+              FROM deliveries
+              WHERE ($2::text IS NULL OR lower(repository) = lower($2))
+                AND (NOT $3 OR EXISTS (SELECT 1 FROM jobs f WHERE f.status = 'failed'
+                                       AND f.delivery_id = deliveries.delivery_id))
+              ORDER BY id DESC LIMIT $1) d
         LEFT JOIN jobs j ON j.delivery_id = d.delivery_id
         GROUP BY d.id, d.delivery_id, d.event, d.action, d.repository, d.installation_id,
-                 d.sender, d.received_at
+                 d.sender, d.received_at, d.body_kept
         ORDER BY d.id DESC
         """,
         num,
+        repository,
+        failed,
     )
     return [
         {**dict(r), "received_at": r["received_at"].isoformat().replace("+00:00", "Z")}
@@ -132,12 +145,24 @@ class StoredDelivery:
 
 
 async def load_delivery(db: asyncpg.Pool, delivery_id: str) -> StoredDelivery | None:
+    """The delivery as sent; None when it is unknown or its body was pruned."""
     row = await db.fetchrow(
-        "SELECT event, body, body_encoding FROM deliveries WHERE delivery_id = $1", delivery_id
+        "SELECT event, body, body_encoding FROM deliveries"
+        " WHERE delivery_id = $1 AND body IS NOT NULL",
+        delivery_id,
     )
     if row is None:
         return None
     return StoredDelivery(delivery_id, row["event"], decode_body(row["body"], row["body_encoding"]))
+
+
+async def describe(db: asyncpg.Pool, delivery_id: str) -> asyncpg.Record | None:
+    """What is kept of a delivery apart from its body, and whether the body is."""
+    return await db.fetchrow(
+        "SELECT delivery_id, event, action, repository, sender, received_at,"
+        " body IS NOT NULL AS body_kept FROM deliveries WHERE delivery_id = $1",
+        delivery_id,
+    )
 
 
 # Bodies this size and larger are stored compressed: nearly every real delivery (a pull
@@ -158,13 +183,15 @@ def decode_body(stored: bytes, encoding: str | None) -> bytes:
     return stored
 
 
-async def prune_deliveries(db: asyncpg.Pool, keep: int) -> int:
-    """Delete deliveries beyond the newest ``keep``, except those with unfinished or
-    failed jobs (those are still needed to run or retry them)."""
+async def prune_bodies(db: asyncpg.Pool, keep: int) -> int:
+    """Drop the bodies of deliveries beyond the newest ``keep``, except those with
+    unfinished or failed jobs (needed to run or retry them). The rows stay, as history,
+    until ``prune_history``."""
     result = await db.execute(
         """
-        DELETE FROM deliveries d
-        WHERE d.id < (SELECT min(id) FROM (SELECT id FROM deliveries
+        UPDATE deliveries d SET body = NULL, body_encoding = NULL
+        WHERE d.body IS NOT NULL
+          AND d.id < (SELECT min(id) FROM (SELECT id FROM deliveries
                                            ORDER BY id DESC LIMIT $1) newest)
           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.delivery_id = d.delivery_id
                           AND j.status IN ('queued', 'running', 'failed'))
@@ -172,3 +199,32 @@ async def prune_deliveries(db: asyncpg.Pool, keep: int) -> int:
         keep,
     )
     return int(result.split()[-1])
+
+
+async def prune_history(db: asyncpg.Pool, days: int) -> int:
+    """Forget what is more than ``days`` old: deliveries whose body is gone, with their
+    jobs, once every one of those finished that long ago; and finished jobs of no
+    delivery (imports). Failed jobs stay until retried. Returns the rows deleted."""
+    row = await db.fetchrow(
+        """
+        WITH old_deliveries AS (
+            DELETE FROM deliveries d
+            WHERE d.body IS NULL AND d.received_at < now() - make_interval(days => $1)
+              AND NOT EXISTS (
+                  SELECT 1 FROM jobs j WHERE j.delivery_id = d.delivery_id
+                  AND (j.status IN ('queued', 'running')
+                       OR j.finished_at >= now() - make_interval(days => $1)))
+            RETURNING 1
+        ), old_jobs AS (
+            DELETE FROM jobs
+            WHERE delivery_id IS NULL AND status = 'done'
+              AND finished_at < now() - make_interval(days => $1)
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM old_deliveries) AS deliveries,
+               (SELECT count(*) FROM old_jobs) AS jobs
+        """,
+        days,
+    )
+    assert row is not None
+    return int(row["deliveries"]) + int(row["jobs"])

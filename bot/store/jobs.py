@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -53,6 +54,50 @@ async def failed_jobs(db: asyncpg.Pool, num: int) -> list[asyncpg.Record]:
 async def find_job(db: asyncpg.Pool, job: str) -> asyncpg.Record | None:
     """A job by its job id, or by the number in the ID column of `jobs failed`."""
     return await db.fetchrow("SELECT * FROM jobs WHERE job_id = $1 OR (id::text = $1)", job)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobHistory:
+    """A job about an item, with the delivery it came from (when it had one)."""
+
+    id: int
+    job_id: str
+    function: str
+    kwargs: dict[str, Any]
+    status: str
+    tries: int
+    failures: int
+    error: str | None
+    outcome: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    delivery_id: str | None
+    event: str | None  # None: no delivery (an import), or it is forgotten
+    action: str | None
+    received_at: datetime | None
+
+
+async def item_history(db: asyncpg.Pool, key: str) -> list[JobHistory]:
+    """Every job kept about an item (``bot.model.item_key``), oldest first."""
+    rows = await db.fetch(
+        """
+        SELECT j.id, j.job_id, j.function, j.kwargs, j.status, j.tries, j.failures, j.error,
+               j.outcome, j.created_at, j.finished_at, j.delivery_id, d.event, d.action,
+               d.received_at
+        FROM jobs j LEFT JOIN deliveries d ON d.delivery_id = j.delivery_id
+        WHERE j.item_key = $1 ORDER BY j.id
+        """,
+        key,
+    )
+    return [JobHistory(**dict(row)) for row in rows]
+
+
+async def steps_of(db: asyncpg.Pool, job_id: str) -> list[asyncpg.Record]:
+    """The steps a job completed (an output, or the status comment), in order."""
+    return await db.fetch(
+        "SELECT step, link, created_at FROM job_steps WHERE job_id = $1 ORDER BY created_at",
+        job_id,
+    )
 
 
 async def queue_again(db: asyncpg.Pool, row_id: int) -> None:

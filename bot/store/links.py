@@ -3,9 +3,35 @@ created right now (table pending_creates)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 import asyncpg
 
 from bot.model import Item
+
+
+@dataclass(frozen=True)
+class ItemLink:
+    """One row of item_links: where an output tracks an item (for operators)."""
+
+    output: str
+    repository: str  # as GitHub spells it
+    kind: str
+    external_id: str
+    external_url: str | None
+    updated_at: datetime
+
+
+def _item_link(row: asyncpg.Record) -> ItemLink:
+    return ItemLink(
+        row["output"],
+        row["repository"],
+        row["kind"],
+        row["external_id"],
+        row["external_url"],
+        row["updated_at"],
+    )
 
 
 async def find(pool: asyncpg.Pool, output: str, item: Item) -> asyncpg.Record | None:
@@ -86,3 +112,43 @@ async def creating_since(pool: asyncpg.Pool, output: str, item: Item) -> float |
         item.number,
     )
     return None if seconds is None else float(seconds)
+
+
+async def links_of(pool: asyncpg.Pool, repository: str, number: int) -> list[ItemLink]:
+    """Every output's link for an item (PRs and issues share one number space; GitHub
+    names repositories case-insensitively, so any case finds them)."""
+    rows = await pool.fetch(
+        "SELECT * FROM item_links WHERE lower(repository) = lower($1) AND number = $2"
+        " ORDER BY output",
+        repository,
+        number,
+    )
+    return [_item_link(row) for row in rows]
+
+
+async def creates_in_progress(
+    pool: asyncpg.Pool, repository: str, number: int
+) -> list[tuple[str, datetime]]:
+    """(output, since) for each create of the item's card or issue cut short unrecorded."""
+    rows = await pool.fetch(
+        "SELECT output, attempted_at FROM pending_creates"
+        " WHERE lower(repository) = lower($1) AND number = $2 ORDER BY output",
+        repository,
+        number,
+    )
+    return [(row["output"], row["attempted_at"]) for row in rows]
+
+
+async def unlink(
+    pool: asyncpg.Pool, repository: str, number: int, output: str | None = None
+) -> list[ItemLink]:
+    """Forget the item's links (one output's, or all); returns what was removed. The
+    next sync looks the item up afresh, as if it had never been tracked here."""
+    rows = await pool.fetch(
+        "DELETE FROM item_links WHERE lower(repository) = lower($1) AND number = $2"
+        " AND ($3::text IS NULL OR output = $3) RETURNING *",
+        repository,
+        number,
+        output,
+    )
+    return sorted((_item_link(row) for row in rows), key=lambda link: link.output)

@@ -7,6 +7,7 @@ from importlib import resources
 
 import asyncpg
 
+from bot.config import POOL_SIZES
 from bot.jsonvalues import json_text, json_value
 from bot.logs import kv
 
@@ -80,7 +81,7 @@ async def migrate(pool: asyncpg.Pool) -> list[str]:
 
 async def migrate_url(url: str) -> list[str]:
     """Migrate the database at ``url`` with a connection of its own (for commands)."""
-    pool = await create_pool(url, min_size=1, max_size=1)
+    pool = await create_pool(url, min_size=1, max_size=POOL_SIZES.migrate)
     try:
         return await migrate(pool)
     finally:

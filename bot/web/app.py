@@ -22,6 +22,7 @@ from bot import metrics
 from bot.config import Settings
 from bot.locks import KeyedLocks
 from bot.logs import kv
+from bot.model import REPOSITORY_NAME
 from bot.queue import metric_snapshots
 from bot.queue.redis_client import connect_redis
 from bot.routers import router
@@ -29,6 +30,7 @@ from bot.routers.plan import JobPlan
 from bot.store import deliveries, jobs
 from bot.store.pool import create_pool
 from bot.web import setup_page
+from bot.web.checkup import CONFIGURATION_CHECK, ConfigurationCheck
 from bot.web.group_commit import GroupCommit
 from bot.web.ingest import MAX_BODY_BYTES, DeliveryError, parse_delivery
 
@@ -162,8 +164,18 @@ async def list_events(request: web.Request) -> web.Response:
     raw = request.query.get("num", "20")
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
         return json_error(400, "num must be a whole number from 1 to 1000")
+    repository = request.query.get("repo") or None
+    if repository is not None and not REPOSITORY_NAME.match(repository):
+        return json_error(400, "repo must be a repository name of the form OWNER/REPO")
+    failed = request.query.get("failed", "0")
+    if failed not in ("0", "1", "false", "true"):
+        return json_error(
+            400, "failed must be 1 (or true) to list only deliveries with a failed job"
+        )
     try:
-        events = await deliveries.recent_deliveries(request.app[POOL], int(raw))
+        events = await deliveries.recent_deliveries(
+            request.app[POOL], int(raw), repository=repository, failed=failed in ("1", "true")
+        )
     except _DB_DOWN:
         return json_error(503, "storage is unavailable")
     return json_response({"events": events})
@@ -223,15 +235,19 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
+NOT_CHECKED = "<p>Not checked by this process: run <code>python -m bot doctor</code>.</p>"
 HOME_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>puppet-webhooks</title>
 <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:44em;margin:3em auto;padding:0 1em}}
-code{{background:#f3f3f3;padding:0 .3em}}</style></head><body>
+code{{background:#f3f3f3;padding:0 .3em}}li.problem{{color:#b42318}}
+li.skipped{{color:#6e7781}}</style></head><body>
 <h1>puppet-webhooks</h1>
 <p>A GitHub App that mirrors pull requests, issues and comments into Trello cards and Jira
 issues, and tells each contributor on their pull request where the work is tracked.</p>
 <h2>Health</h2>
 <ul><li>Database: {database}</li><li>Redis: {redis}</li></ul>
+<h2>Configuration</h2>
+{configuration}
 <h2>Setting it up</h2>
 <ol>
 <li>Create a GitHub App whose webhook URL is <code>{webhook_url}</code> and whose webhook
@@ -247,12 +263,24 @@ $ADMIN_TOKEN</code>.</li>
 async def home(request: web.Request) -> web.Response:
     checks = await health_status(request.app)
     url = f"{setup_page.public_base_url(request)}/webhooks"
+    admin = setup_page.is_admin(request, request.app[SETTINGS])
+    check = request.app.get(CONFIGURATION_CHECK)
     page = HOME_PAGE.format(
         database=html.escape(checks["database"]),
         redis=html.escape(checks["redis"]),
         webhook_url=html.escape(url),
+        configuration=check.html(details=admin) if check else NOT_CHECKED,
     )
-    return web.Response(text=page, content_type="text/html")
+    response = web.Response(text=page, content_type="text/html")
+    if admin:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def keep_checking_configuration(app: web.Application) -> AsyncIterator[None]:
+    """The home page's configuration check, in the background while the app runs."""
+    async with app[CONFIGURATION_CHECK].running(app[SETTINGS], app[POOL], app[REDIS]):
+        yield
 
 
 def connections(
@@ -290,7 +318,11 @@ def connections(
 
 
 def create_app(
-    settings: Settings, *, pool: asyncpg.Pool | None = None, redis: ArqRedis | None = None
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool | None = None,
+    redis: ArqRedis | None = None,
+    check_configuration: bool = True,
 ) -> web.Application:
     settings.require("webhook_secret")
     # One byte over the limit so an oversized body is refused by our own check, as JSON.
@@ -299,6 +331,9 @@ def create_app(
     app[ITEM_ORDER] = KeyedLocks()
     app[PROCESS] = metrics.process_label(settings.dyno, "web")
     app.cleanup_ctx.append(connections(pool, redis))
+    if check_configuration:
+        app[CONFIGURATION_CHECK] = ConfigurationCheck()
+        app.cleanup_ctx.append(keep_checking_configuration)
     app.router.add_post("/webhooks", receive_webhook)
     app.router.add_post("/event/github", receive_webhook)
     app.router.add_get("/events", list_events)

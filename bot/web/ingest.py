@@ -25,7 +25,7 @@ SAFE_HEADERS = (
     "X-GitHub-Hook-Installation-Target-Type",
 )
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,99}$")
-_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 class DeliveryError(Exception):
@@ -77,7 +77,7 @@ def parse_delivery(headers: Mapping[str, str], body: bytes, secrets: Iterable[st
             h for h, v in (("X-GitHub-Event", event), ("X-GitHub-Delivery", delivery_id)) if not v
         ]
         raise DeliveryError(400, f"missing header {' and '.join(missing)}")
-    if not _EVENT_NAME.match(event):
+    if not EVENT_NAME.match(event):
         raise DeliveryError(400, "X-GitHub-Event is not an event name")
     if not _DELIVERY_ID.match(delivery_id):
         raise DeliveryError(400, "X-GitHub-Delivery is not a delivery id")

@@ -17,23 +17,16 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.integrations.errors import NotRetryable, ServiceError
+from bot.integrations.github import github_web_url
 from bot.integrations.http import send
 from bot.logs import kv
+from bot.model import APP_EVENTS, APP_PERMISSIONS
 from bot.web import setup_views
 
 log = logging.getLogger(__name__)
 
 SETUP_SETTINGS = web.AppKey("setup_settings", Settings)
 
-MANIFEST_PERMISSIONS = {
-    "issues": "write",
-    "pull_requests": "write",
-    "metadata": "read",
-    "contents": "read",
-}
-# GitHub sends `installation` and `installation_repositories` to every App; they cannot be
-# subscribed to, so the manifest lists only the events the routers act on.
-MANIFEST_EVENTS = ["issues", "issue_comment", "pull_request"]
 # GitHub's manifest codes expire after an hour; a state older than that is useless anyway.
 STATE_LIFETIME = 3600
 STATE_COOKIE = "puppet_webhooks_setup"
@@ -61,17 +54,6 @@ GITHUB_FAILED = (
     "GitHub could not be reached or gave an unusable answer. Reload this page to try again "
     "within the hour."
 )
-
-
-def github_web_url(api_url: str) -> str:
-    """The GitHub site for an API root: github.com, a GHES host, or a GHE.com subdomain."""
-    parts = urlsplit(api_url.rstrip("/"))
-    host, path = parts.netloc, parts.path
-    if path.endswith("/api/v3"):
-        path = path.removesuffix("/api/v3")
-    elif host.startswith("api."):
-        host = host.removeprefix("api.")
-    return f"{parts.scheme}://{host}{path}"
 
 
 def new_app_url(web_url: str, org: str, state: str) -> str:
@@ -108,8 +90,8 @@ def build_manifest(base_url: str, name: str) -> dict[str, Any]:
         "hook_attributes": {"url": f"{base_url}/webhooks", "active": True},
         "redirect_url": f"{base_url}/setup/callback",
         "public": False,
-        "default_permissions": dict(MANIFEST_PERMISSIONS),
-        "default_events": list(MANIFEST_EVENTS),
+        "default_permissions": dict(APP_PERMISSIONS),
+        "default_events": list(APP_EVENTS),
     }
 
 
@@ -169,7 +151,8 @@ def _given_token(request: web.Request) -> str:
     return request.query.get("token", "")
 
 
-def _is_admin(request: web.Request, settings: Settings) -> bool:
+def is_admin(request: web.Request, settings: Settings) -> bool:
+    """The admin token came as ``Authorization: Bearer`` or ``?token=``."""
     given = _given_token(request)
     return bool(settings.admin_token) and hmac.compare_digest(
         given.encode(), settings.admin_token.encode()
@@ -182,7 +165,7 @@ def _refusal(request: web.Request, settings: Settings) -> web.Response | None:
         return None
     if not settings.admin_token:
         return _json_error(404, SETUP_CLOSED)
-    if not _is_admin(request, settings):
+    if not is_admin(request, settings):
         return _json_error(403, ADMIN_ONLY)
     return None
 
@@ -222,7 +205,7 @@ async def show_setup(request: web.Request) -> web.Response:
     if len(name) > _APP_NAME_MAX:
         return _json_error(400, f"name must be at most {_APP_NAME_MAX} characters")
     nonce = secrets.token_urlsafe(16)
-    state = sign_state(settings.webhook_secrets[0], nonce, admin=_is_admin(request, settings))
+    state = sign_state(settings.webhook_secrets[0], nonce, admin=is_admin(request, settings))
     web_url = github_web_url(settings.github_api_url)
     page = setup_views.setup_page(
         action=new_app_url(web_url, org, state),

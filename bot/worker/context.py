@@ -18,6 +18,7 @@ from arq.connections import ArqRedis
 
 from bot import metrics
 from bot.config import Settings
+from bot.doctor import diagnose, log_report
 from bot.integrations.github import GitHubClient
 from bot.integrations.ratelimit import SharedBackoff
 from bot.logs import kv
@@ -48,6 +49,8 @@ class WorkerContext:
     owns_pool: bool = False
     # Leaves this process's metrics in Redis for the web's /metrics.
     publisher: asyncio.Task[None] | None = None
+    # The configuration check run once at start-up, beside the jobs (None: not asked).
+    checkup: asyncio.Task[None] | None = None
 
 
 @dataclass
@@ -73,7 +76,8 @@ async def startup(ctx: ArqContext) -> None:
 
     arq's ``ctx`` may bring ``settings`` and a ``pool`` (``python -m bot worker`` and the
     tests give them); otherwise they come from the environment. arq itself gives
-    ``redis``.
+    ``redis``. ``check_configuration`` False skips the configuration check (tests whose
+    fakes count calls).
     """
     settings: Settings = ctx.get("settings") or Settings.from_env()
     pool: asyncpg.Pool | None = ctx.get("pool")
@@ -101,6 +105,19 @@ async def startup(ctx: ArqContext) -> None:
         ),
     )
     log.info("worker ready", extra=kv(outputs=",".join(o.name for o in outputs) or "none"))
+    if ctx.get("check_configuration", True):
+        worker = ctx[_WORKER]
+        worker.checkup = asyncio.create_task(check_configuration(worker))
+
+
+async def check_configuration(worker: WorkerContext) -> None:
+    """Log what `doctor` would say, once; jobs run meanwhile."""
+    try:
+        report = await diagnose(worker.settings, worker.http, pool=worker.pool, redis=worker.redis)
+    except Exception:  # diagnose reports failures as findings: this is a bug
+        log.exception("configuration check failed")
+        return
+    log_report(report, log)
 
 
 async def shutdown(ctx: ArqContext) -> None:
@@ -111,6 +128,10 @@ async def shutdown(ctx: ArqContext) -> None:
         context.publisher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await context.publisher
+    if context.checkup is not None:
+        context.checkup.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await context.checkup
     await context.http.close()
     if context.owns_pool:
         await context.pool.close()

@@ -1,5 +1,5 @@
 """The worker's minutely sweep: queue what PostgreSQL says must run but Redis does not
-hold, and prune old deliveries."""
+hold; prune old delivery bodies, and history older than JOB_HISTORY_DAYS."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ STALE_MARGIN_SECONDS = 60.0
 @dataclass(frozen=True)
 class SweepResult:
     requeued: int
-    pruned: int
+    pruned: int  # delivery bodies dropped (beyond STORED_EVENT_LIMIT)
+    forgotten: int = 0  # deliveries and jobs deleted (older than JOB_HISTORY_DAYS)
 
 
 async def sweep(ctx: ArqContext) -> SweepResult:
@@ -39,7 +40,7 @@ async def sweep(ctx: ArqContext) -> SweepResult:
 
 
 async def sweep_once(pool: asyncpg.Pool, redis: ArqRedis, settings: Settings) -> SweepResult:
-    """Queue the jobs PostgreSQL says must run but Redis does not hold; prune deliveries.
+    """Queue the jobs PostgreSQL says must run but Redis does not hold; prune.
 
     Those are jobs that never reached Redis (it was down), that Redis lost (it restarted
     without its data, perhaps with a worker killed mid-job: the row stays 'running'), and
@@ -61,7 +62,8 @@ async def sweep_once(pool: asyncpg.Pool, redis: ArqRedis, settings: Settings) ->
         redis,
         [JobRequest(r["function"], r["job_id"], r["item_key"], r["kwargs"]) for r in rows],
     )
-    pruned = await deliveries.prune_deliveries(pool, settings.stored_event_limit)
-    if requeued or pruned:
-        log.info("sweep", extra=kv(requeued=requeued, pruned=pruned))
-    return SweepResult(requeued, pruned)
+    pruned = await deliveries.prune_bodies(pool, settings.stored_event_limit)
+    forgotten = await deliveries.prune_history(pool, settings.job_history_days)
+    if requeued or pruned or forgotten:
+        log.info("sweep", extra=kv(requeued=requeued, pruned=pruned, forgotten=forgotten))
+    return SweepResult(requeued, pruned, forgotten)

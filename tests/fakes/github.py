@@ -28,6 +28,15 @@ from tests.fakes.chaos import Answers, Chaos
 
 DOCS = "https://docs.github.com/rest"
 APP_ID = "412337"
+APP_SLUG = "puppet-webhooks-test"
+# What an App made from the service's manifest has (GitHub's names and levels).
+APP_PERMISSIONS = {
+    "contents": "read",
+    "issues": "write",
+    "metadata": "read",
+    "pull_requests": "write",
+}
+APP_EVENTS = ["issue_comment", "issues", "pull_request"]
 
 
 def _now_iso(offset: float = 0) -> str:
@@ -66,6 +75,12 @@ class FakeGitHub:
     issues: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)
     installations: dict[str, int] = field(default_factory=dict)  # repo -> installation
+    # The App as GET /app describes it, and its installations (add_installation).
+    app_permissions: dict[str, str] = field(default_factory=lambda: dict(APP_PERMISSIONS))
+    app_events: list[str] = field(default_factory=lambda: list(APP_EVENTS))
+    app_installations: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # What GET /user says of the personal token (X-OAuth-Scopes; None: a fine-grained one).
+    token_scopes: list[str] | None = field(default_factory=lambda: ["gist", "repo"])
     gists: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[str, tuple[int, float]] = field(default_factory=dict)  # token -> inst, exp
     jwt_claims: list[dict[str, Any]] = field(default_factory=list)
@@ -175,6 +190,46 @@ class FakeGitHub:
             **fields,
         }
 
+    def add_installation(
+        self,
+        installation_id: int,
+        account: str,
+        *repositories: str,
+        permissions: dict[str, str] | None = None,
+        events: list[str] | None = None,
+        suspended: bool = False,
+    ) -> dict[str, Any]:
+        """An installation of the App on ``account``, as GET /app/installations lists it.
+
+        It has accepted the App's current permissions and events unless told otherwise.
+        """
+        for repository in repositories:
+            self.installations[repository] = installation_id
+        kind = "Organization" if account[:1].islower() else "User"
+        installation = {
+            "id": installation_id,
+            "account": {"login": account, "id": next(self._ids), "type": kind},
+            "repository_selection": "selected" if repositories else "all",
+            "access_tokens_url": f"{self.base_url}/app/installations/{installation_id}"
+            "/access_tokens",
+            "repositories_url": f"{self.base_url}/installation/repositories",
+            "html_url": f"https://github.com/organizations/{account}/settings/installations/"
+            f"{installation_id}",
+            "app_id": int(self.app_id),
+            "app_slug": APP_SLUG,
+            "target_id": next(self._ids),
+            "target_type": kind,
+            "permissions": dict(self.app_permissions if permissions is None else permissions),
+            "events": list(self.app_events if events is None else events),
+            "created_at": _now_iso(-86400),
+            "updated_at": _now_iso(-86400),
+            "single_file_name": None,
+            "suspended_by": {"login": "someone"} if suspended else None,
+            "suspended_at": _now_iso(-3600) if suspended else None,
+        }
+        self.app_installations[installation_id] = installation
+        return installation
+
     # -- auth ---------------------------------------------------------------------------
 
     def _check_jwt(self, request: web.Request) -> web.Response | None:
@@ -218,6 +273,9 @@ class FakeGitHub:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         r = app.router
+        r.add_get("/app", self.get_app)
+        r.add_get("/app/installations", self.list_installations)
+        r.add_get("/user", self.get_authenticated_user)
         r.add_post("/app/installations/{id}/access_tokens", self.mint_token)
         r.add_get("/repos/{owner}/{repo}/installation", self.repo_installation)
         r.add_get("/users/{login}", self.get_user)
@@ -251,7 +309,8 @@ class FakeGitHub:
             answer = fault(request)
             if answer is not None:
                 return answer
-        if not request.path.startswith("/app/") and not request.path.endswith("/installation"):
+        as_app = request.path == "/app" or request.path.startswith("/app/")
+        if not as_app and not request.path.endswith("/installation"):
             refused = self._check_token(request)
             if refused is not None:
                 return refused
@@ -262,6 +321,50 @@ class FakeGitHub:
         response.headers.setdefault("x-ratelimit-limit", "5000")
         response.headers.setdefault("x-ratelimit-remaining", "4999")
         return response
+
+    async def get_app(self, request: web.Request) -> web.Response:
+        refused = self._check_jwt(request)
+        if refused is not None:
+            return refused
+        return web.json_response(
+            {
+                "id": int(self.app_id),
+                "slug": APP_SLUG,
+                "client_id": "Iv1.0123456789abcdef",
+                "node_id": "A_kwDOBfakeApp",
+                "owner": {"login": "puppetlabs", "id": 234268, "type": "Organization"},
+                "name": "puppet-webhooks (test)",
+                "description": "Mirrors pull requests into Trello and Jira.",
+                "external_url": "https://webhooks.example.com/",
+                "html_url": f"https://github.com/apps/{APP_SLUG}",
+                "created_at": _now_iso(-86400 * 30),
+                "updated_at": _now_iso(-86400),
+                "permissions": dict(self.app_permissions),
+                "events": list(self.app_events),
+                "installations_count": len(self.app_installations),
+            }
+        )
+
+    async def list_installations(self, request: web.Request) -> web.Response:
+        refused = self._check_jwt(request)
+        if refused is not None:
+            return refused
+        return self._paginate(
+            request, [self.app_installations[i] for i in sorted(self.app_installations)]
+        )
+
+    async def get_authenticated_user(self, request: web.Request) -> web.Response:
+        token = request.headers.get("Authorization", "").partition(" ")[2]
+        if token != self.personal_token:
+            # Installation tokens are not a user.
+            return error(403, "Resource not accessible by integration")
+        if "webhooks-owner" not in self.users:
+            self.add_user("webhooks-owner", name="Webhooks Owner")
+        headers = {}
+        if self.token_scopes is not None:
+            headers["X-OAuth-Scopes"] = ", ".join(self.token_scopes)
+            headers["X-Accepted-OAuth-Scopes"] = ""
+        return web.json_response(self.users["webhooks-owner"], headers=headers)
 
     async def mint_token(self, request: web.Request) -> web.Response:
         refused = self._check_jwt(request)

@@ -36,6 +36,21 @@ GONE = (
 TOO_LONG = "The entered text is too long. It exceeds the allowed limit of 32,767 characters."
 NOT_AUTHENTICATED = "You are not authenticated. Authentication required to perform this operation."
 NO_ISSUE = "Issue does not exist or you do not have permission to see it."
+ISSUE_TYPES = ("Task", "Bug", "Story")
+# Project permissions the account has unless a test takes some away (`denied`).
+PERMISSION_NAMES = {
+    "BROWSE_PROJECTS": "Browse Projects",
+    "CREATE_ISSUES": "Create Issues",
+    "ADD_COMMENTS": "Add Comments",
+    "EDIT_ISSUES": "Edit Issues",
+    "LINK_ISSUES": "Link Issues",
+}
+
+
+def no_project(key: str) -> str:
+    return f"No project could be found with key '{key}'."
+
+
 _CLAUSE = re.compile(r'^(\w+)\s*(=|~)\s*"([^"]*)"$')
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -81,6 +96,12 @@ class FakeJira:
         self.mode = mode
         self.context_path = CONTEXT_PATH[mode]
         self.projects = set(projects)
+        # Per project: its issue types (ISSUE_TYPES when not given) and the permissions the
+        # account lacks there (BROWSE_PROJECTS hides the project altogether).
+        self.issue_types: dict[str, tuple[str, ...]] = {}
+        self.denied: dict[str, set[str]] = defaultdict(set)
+        # Data Center before 8.4: no createmeta/{project}/issuetypes, only createmeta?projectKeys.
+        self.legacy_createmeta = False
         self.issues: dict[str, FakeIssue] = {}
         self.requests: list[tuple[str, str]] = []
         # While True, new issues stay invisible to search until reindex(), as on a busy site.
@@ -134,10 +155,22 @@ class FakeJira:
     def comment_bodies(self, key: str) -> list[str]:
         return [c["body"] for c in self.issues[key].comments]
 
+    def types_of(self, project: str) -> tuple[str, ...]:
+        return self.issue_types.get(project, ISSUE_TYPES)
+
+    def visible(self, project: str) -> bool:
+        return project in self.projects and "BROWSE_PROJECTS" not in self.denied[project]
+
     def application(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         prefix = f"/{self.context_path}" if self.context_path else ""
         api = f"{prefix}/rest/api/2"
+        app.router.add_get(f"{api}/myself", self._myself)
+        app.router.add_get(f"{api}/project/{{key}}", self._get_project)
+        app.router.add_get(f"{api}/mypermissions", self._my_permissions)
+        # Before /issue/{key}, which would take "createmeta" for a key.
+        app.router.add_get(f"{api}/issue/createmeta", self._createmeta_legacy)
+        app.router.add_get(f"{api}/issue/createmeta/{{key}}/issuetypes", self._createmeta)
         app.router.add_get(f"{api}/issue/{{key}}", self._get_issue)
         app.router.add_post(f"{api}/issue", self._create_issue)
         app.router.add_get(f"{api}/issue/{{key}}/comment", self._get_comments)
@@ -202,6 +235,99 @@ class FakeJira:
             raise JiraAnswer(404, [NO_ISSUE])
         return issue
 
+    async def _myself(self, request: web.Request) -> web.Response:
+        me: dict[str, Any] = {
+            "self": str(request.url),
+            "emailAddress": EMAIL,
+            "displayName": "Webhooks Bot",
+            "active": True,
+            "timeZone": "UTC",
+        }
+        if self.mode == "cloud":
+            me.update(accountId="5b10a2844c20165700ede21g", accountType="atlassian")
+        else:
+            me.update(key="JIRAUSER10100", name="webhooks")
+        return web.json_response(me)
+
+    def _project(self, key: str) -> dict[str, Any]:
+        if not self.visible(key):
+            raise JiraAnswer(404, [no_project(key)])
+        number = 10000 + sorted(self.projects).index(key)
+        return {"id": str(number), "key": key, "name": f"{key.title()} project"}
+
+    def _types(self, request: web.Request, project: str) -> list[dict[str, Any]]:
+        """The issue types the account may create in a project (none without Create)."""
+        if "CREATE_ISSUES" in self.denied[project]:
+            return []
+        base = request.path.split("/rest/")[0]
+        return [
+            {
+                "self": str(request.url.with_path(f"{base}/rest/api/2/issuetype/{n}")),
+                "id": str(n),
+                "name": name,
+                "description": "",
+                "iconUrl": "",
+                "subtask": False,
+            }
+            for n, name in enumerate(self.types_of(project), start=10001)
+        ]
+
+    async def _get_project(self, request: web.Request) -> web.Response:
+        project = self._project(request.match_info["key"])
+        project["self"] = str(request.url)
+        project["projectTypeKey"] = "software"
+        return web.json_response(project)
+
+    async def _createmeta(self, request: web.Request) -> web.Response:
+        if self.legacy_createmeta:
+            raise web.HTTPNotFound()
+        key = request.match_info["key"]
+        self._project(key)
+        types = self._types(request, key)
+        start = int(request.query.get("startAt", 0))
+        size = min(int(request.query.get("maxResults", 50)), self.max_results)
+        page: dict[str, Any] = {"maxResults": size, "startAt": start, "total": len(types)}
+        if self.mode == "cloud":
+            page["issueTypes"] = types[start : start + size]
+        else:
+            page.update(values=types[start : start + size], isLast=start + size >= len(types))
+        return web.json_response(page)
+
+    async def _createmeta_legacy(self, request: web.Request) -> web.Response:
+        if not self.legacy_createmeta:
+            raise web.HTTPNotFound()
+        keys = [k for k in request.query.get("projectKeys", "").split(",") if k]
+        found = []
+        for key in keys:
+            # Projects the account may not create issues in are left out, not errors.
+            if self.visible(key) and self._types(request, key):
+                project = self._project(key)
+                if "projects.issuetypes" in request.query.get("expand", ""):
+                    project["issuetypes"] = self._types(request, key)
+                found.append(project)
+        return web.json_response({"expand": "projects", "projects": found})
+
+    async def _my_permissions(self, request: web.Request) -> web.Response:
+        wanted = [p for p in request.query.get("permissions", "").split(",") if p]
+        if self.mode == "cloud" and not wanted:
+            raise JiraAnswer(400, ["The 'permissions' query parameter is required."])
+        key = request.query.get("projectKey")
+        if key is not None:
+            self._project(key)
+        answer = {}
+        for name in wanted or list(PERMISSION_NAMES):
+            if name not in PERMISSION_NAMES:
+                raise JiraAnswer(404, [f"No project permission with key '{name}' was found."])
+            answer[name] = {
+                "id": str(list(PERMISSION_NAMES).index(name) + 10),
+                "key": name,
+                "name": PERMISSION_NAMES[name],
+                "type": "PROJECT",
+                "description": "",
+                "havePermission": key is None or name not in self.denied[key],
+            }
+        return web.json_response({"permissions": answer})
+
     async def _get_issue(self, request: web.Request) -> web.Response:
         issue = self._find(request)
         wanted = [f for f in request.query.get("fields", "").split(",") if f]
@@ -210,9 +336,13 @@ class FakeJira:
     async def _create_issue(self, request: web.Request) -> web.Response:
         fields = (await request.json()).get("fields") or {}
         project = (fields.get("project") or {}).get("key")
-        if project not in self.projects:
+        if not self.visible(project):
             raise JiraAnswer(400, project="valid project is required")
-        if (fields.get("issuetype") or {}).get("name") not in ("Task", "Bug", "Story"):
+        if "CREATE_ISSUES" in self.denied[project]:
+            raise JiraAnswer(
+                400, project="You do not have permission to create issues in this project."
+            )
+        if (fields.get("issuetype") or {}).get("name") not in self.types_of(project):
             raise JiraAnswer(400, issuetype="valid issue type is required")
         summary = fields.get("summary") or ""
         if not summary:

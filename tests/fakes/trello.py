@@ -19,11 +19,12 @@ from aiohttp import web
 
 from bot.config import Settings
 from tests.fakes.chaos import Answers, Chaos
-from tests.fakes.trello_data import TrelloData, now, trello_time
+from tests.fakes.trello_data import MEMBER, TrelloData, now, trello_time
 
 KEY = "0123456789abcdef0123456789abcdef"
 TOKEN = "ATTA" + "5e6f7a8b9c0d1e2f" * 4
 NOT_FOUND = "The requested resource was not found."
+NOT_ALLOWED = "unauthorized permission requested"
 RATE_LIMITED = {"error": "API_TOKEN_LIMIT_EXCEEDED", "message": "Rate limit exceeded"}
 MAX_TEXT = 16384
 
@@ -80,6 +81,8 @@ class FakeTrello(TrelloData):
         self.rate_limited = 0  # 429 answers given because of token_limit
         self._arrivals: deque[float] = deque()
         self._failures: list[_Failure] = []
+        # Boards (and their lists) the token's member is not a member of: Trello says 401.
+        self.hidden_boards: set[str] = set()
         self.chaos: Chaos | None = None  # random faults for a share of the requests
 
     # What tests look at
@@ -107,6 +110,8 @@ class FakeTrello(TrelloData):
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._gate])
         route = app.router
+        route.add_get("/1/members/me", self._get_me)
+        route.add_get("/1/boards/{id}", self._get_board)
         route.add_get("/1/lists/{id}", self._get_list)
         route.add_get("/1/lists/{id}/cards", self._list_cards)
         route.add_get("/1/boards/{id}/cards", self._board_cards)
@@ -142,9 +147,24 @@ class FakeTrello(TrelloData):
             return await self.chaos.handle(request, ANSWERS, handler)
         return await handler(request)
 
+    async def _get_me(self, request: web.Request) -> web.Response:
+        return _json(MEMBER, await _params(request))
+
+    async def _get_board(self, request: web.Request) -> web.Response:
+        params = await _params(request)
+        board = self._find(self.boards, request.match_info["id"])
+        self._check_visible(board["id"])
+        return _json(board, params)
+
     async def _get_list(self, request: web.Request) -> web.Response:
         params = await _params(request)
-        return _json(self._find(self.lists, request.match_info["id"]), params)
+        found = self._find(self.lists, request.match_info["id"])
+        self._check_visible(found["idBoard"])
+        return _json(found, params)
+
+    def _check_visible(self, board_id: str) -> None:
+        if board_id in self.hidden_boards:
+            raise web.HTTPUnauthorized(text=NOT_ALLOWED)
 
     async def _list_cards(self, request: web.Request) -> web.Response:
         """A list's cards in list order; ``actions=commentCard`` nests each card's

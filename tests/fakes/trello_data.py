@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 MEMBER_ID = "5a0000000000000000000001"
+MEMBER = {"id": MEMBER_ID, "username": "webhooks", "fullName": "Webhooks", "initials": "W"}
 # Ids start with a creation time, like Trello's ObjectIds: sorting them sorts by age.
 FIRST_ID_TIME = 0x65000000
 
@@ -26,7 +27,16 @@ class TrelloData:
 
     def add_board(self, name: str) -> str:
         board_id = self.new_id()
-        self.boards[board_id] = {"id": board_id, "name": name, "closed": False, "_cards": 0}
+        short_link = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(8))
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        self.boards[board_id] = {
+            "id": board_id,
+            "name": name,
+            "closed": False,
+            "shortLink": short_link,
+            "url": f"https://trello.com/b/{short_link}/{slug}",
+            "_cards": 0,
+        }
         return board_id
 
     def add_list(self, board_id: str, name: str) -> str:
