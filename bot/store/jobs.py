@@ -10,9 +10,34 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from bot.jsonvalues import json_size
 from bot.model import JobRequest, Link
 
 UNFINISHED = ("queued", "running")
+
+# A job's arguments are the few plain values it needs to find its item again (names,
+# numbers). These bounds are far above anything GitHub sends, and keep a delivery's jobs
+# from costing many times the delivery to store; PostgreSQL refuses an item key much
+# longer in any case (it is indexed).
+MAX_ITEM_KEY = 512
+MAX_ARGUMENT = 4096  # characters of a string, or of an object's or array's JSON
+
+
+def oversized(jobs: Sequence[JobRequest]) -> str | None:
+    """What in these jobs is too large to store as planned, or None."""
+    for job in jobs:
+        if job.item_key is not None and len(job.item_key) > MAX_ITEM_KEY:
+            return f"{job.function}: its item key is over {MAX_ITEM_KEY} characters"
+        for name, value in job.kwargs.items():
+            if isinstance(value, str):
+                size = len(value)
+            elif value is None or isinstance(value, bool | int | float):
+                continue
+            else:  # an object or array where a plain value belongs: only odd payloads
+                size = json_size(value)
+            if size > MAX_ARGUMENT:
+                return f"{job.function}: its argument {name} is over {MAX_ARGUMENT} characters"
+    return None
 
 
 async def save_jobs(
