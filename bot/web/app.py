@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import html
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -22,10 +23,13 @@ from bot.queue.redis_client import connect_redis
 from bot.routers import router
 from bot.routers.plan import JobPlan
 from bot.store import deliveries
+from bot.store import jobs as stored_jobs
 from bot.store.pool import create_pool
 from bot.web import setup_page
+from bot.web.body import BodyBudget, read_signed_body
 from bot.web.group_commit import GroupCommit
-from bot.web.ingest import MAX_BODY_BYTES, DeliveryError, parse_delivery
+from bot.web.ingest import MAX_BODY_BYTES, DeliveryError, check_headers, parse_signed
+from bot.web.pages import html_page
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,7 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 GROUP_COMMIT = web.AppKey("group_commit", GroupCommit)
 ITEM_ORDER = web.AppKey("item_order", KeyedLocks)
+BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
 HEALTH_TIMEOUT = 2.0
 _DB_DOWN = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
@@ -68,14 +73,12 @@ async def errors_as_json(
 
 async def receive_webhook(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    if (request.content_length or 0) > MAX_BODY_BYTES:
-        return json_error(413, f"body is larger than {MAX_BODY_BYTES} bytes")
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return json_error(413, f"body is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        delivery = parse_delivery(request.headers, body, settings.webhook_secrets)
+        # Headers first: a compressed or oversized body is refused unread. Then the body,
+        # its signature checked as it arrives; only a signed body is parsed.
+        media_type = check_headers(request.headers, request.content_length)
+        body = await read_signed_body(request, settings.webhook_secrets, request.app[BODY_BUDGET])
+        delivery = parse_signed(request.headers, body, media_type)
     except DeliveryError as exc:
         log.info("delivery refused", extra=kv(status=exc.status, reason=exc.message))
         return json_error(exc.status, exc.message)
@@ -90,6 +93,12 @@ async def receive_webhook(request: web.Request) -> web.Response:
         log.exception("handlers failed", extra=kv(delivery=delivery.delivery_id))
         plan.jobs.clear()
 
+    oversized = stored_jobs.oversized(plan.jobs)
+    if oversized is not None:
+        # Signed, but no delivery of GitHub's: refused rather than stored without its jobs.
+        log.warning("delivery refused", extra=kv(delivery=delivery.delivery_id, reason=oversized))
+        return json_error(422, f"this delivery's jobs cannot be stored: {oversized}")
+
     items = [job.item_key for job in plan.jobs if job.item_key]
     try:
         # Nothing is awaited between reading the request and asking for the item's turn
@@ -97,12 +106,8 @@ async def receive_webhook(request: web.Request) -> web.Response:
         # deliveries about other items still share a commit.
         async with request.app[ITEM_ORDER].hold(items):
             new = await request.app[GROUP_COMMIT].save(delivery, plan.jobs)
-    except _DB_DOWN as exc:
-        log.error(
-            "delivery not stored",
-            extra=kv(delivery=delivery.delivery_id, reason=type(exc).__name__),
-        )
-        return json_error(503, "storage is unavailable; GitHub can redeliver this later")
+    except Exception as exc:
+        return _not_stored(delivery.delivery_id, exc)
 
     fields = kv(
         delivery=delivery.delivery_id,
@@ -125,11 +130,27 @@ async def receive_webhook(request: web.Request) -> web.Response:
     )
 
 
+def _not_stored(delivery_id: str, exc: Exception) -> web.Response:
+    if deliveries.refused_values(exc):
+        # Sent again, it would be refused again: a 4xx, not a 503 GitHub may retry forever.
+        # The values that reach here are ones json_text does not yet make storable.
+        log.error("delivery refused by the database", exc_info=exc, extra=kv(delivery=delivery_id))
+        return json_error(422, f"the database refused a value of this delivery ({exc})")
+    if not isinstance(exc, _DB_DOWN):
+        raise exc
+    log.error("delivery not stored", extra=kv(delivery=delivery_id, reason=type(exc).__name__))
+    return json_error(503, "storage is unavailable; GitHub can redeliver this later")
+
+
 def _authorised(request: web.Request) -> bool:
     token = request.app[SETTINGS].admin_token
     given = request.headers.get("Authorization", "")
     expected = f"Bearer {token}"
-    return hmac.compare_digest(given.encode(), expected.encode())
+    # A header's bytes that are not UTF-8 arrive as surrogates: they match no token.
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
+
+
+_NUM = re.compile(r"[0-9]{1,4}")
 
 
 async def list_events(request: web.Request) -> web.Response:
@@ -138,7 +159,7 @@ async def list_events(request: web.Request) -> web.Response:
     if not _authorised(request):
         return json_error(401, "send Authorization: Bearer <ADMIN_TOKEN>")
     raw = request.query.get("num", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not _NUM.fullmatch(raw) or not 1 <= int(raw) <= 1000:
         return json_error(400, "num must be a whole number from 1 to 1000")
     try:
         events = await deliveries.recent_deliveries(request.app[POOL], int(raw))
@@ -200,7 +221,7 @@ async def home(request: web.Request) -> web.Response:
         redis=html.escape(checks["redis"]),
         webhook_url=html.escape(url),
     )
-    return web.Response(text=page, content_type="text/html")
+    return html_page(page)
 
 
 def connections(
@@ -235,6 +256,7 @@ def create_app(
     app = web.Application(client_max_size=MAX_BODY_BYTES + 1, middlewares=[errors_as_json])
     app[SETTINGS] = settings
     app[ITEM_ORDER] = KeyedLocks()
+    app[BODY_BUDGET] = BodyBudget()
     app.cleanup_ctx.append(connections(pool, redis))
     app.router.add_post("/webhooks", receive_webhook)
     app.router.add_post("/event/github", receive_webhook)
