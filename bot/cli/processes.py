@@ -31,9 +31,8 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def run_web(args: argparse.Namespace) -> int:
-    from aiohttp import web as aioweb
-
     from bot.web.app import create_app
+    from bot.web.server import serve
 
     settings = load_settings()
     settings.require("webhook_secret")
@@ -47,13 +46,12 @@ def run_web(args: argparse.Namespace) -> int:
         # item's deliveries are stored in arrival order only within a process, and more
         # processes measured no faster on 2 cores (BENCHMARKS.md).
         app = create_app(with_services(settings, database_url, redis_url))
-        aioweb.run_app(
+        serve(
             app,
-            port=settings.port,
-            print=None,
-            access_log=None,
-            loop=_event_loop(),
+            args.host,
+            settings.port,
             shutdown_timeout=WEB_SHUTDOWN_TIMEOUT,
+            loop_factory=_event_loop,
         )
     return 0
 
@@ -107,20 +105,24 @@ def run_all(args: argparse.Namespace) -> int:
             "GITHUB_WEBHOOK_SECRET": ",".join(settings.webhook_secrets),
             "ADMIN_TOKEN": settings.admin_token,
         }
-        print(_banner(settings), flush=True)
+        print(_banner(settings, args.host), flush=True)
+        commands = (["web", "--host", args.host], ["worker"])
         children = [
-            subprocess.Popen([sys.executable, "-m", "bot", command], env=env)
-            for command in ("web", "worker")
+            subprocess.Popen([sys.executable, "-m", "bot", *command], env=env)
+            for command in commands
         ]
         _wait_for_children(children)
     return 0
 
 
-def _banner(settings: Settings) -> str:
-    base = f"http://127.0.0.1:{settings.port}"
+def _banner(settings: Settings, host: str) -> str:
+    everywhere = host in ("0.0.0.0", "::")  # noqa: S104
+    shown = "127.0.0.1" if everywhere else f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{settings.port}"
+    reach = "every interface: reachable from the network" if everywhere else "this address only"
     return "\n".join(
         [
-            f"puppet-webhooks is starting on {base}",
+            f"puppet-webhooks is starting on {base} (listening on {reach})",
             f"  webhook URL:    {base}/webhooks",
             f"  webhook secret: kept in {settings.data_dir / 'webhook-secret'} "
             "(or GITHUB_WEBHOOK_SECRET)",
