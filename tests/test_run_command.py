@@ -91,3 +91,22 @@ async def test_run_listens_on_this_machine_only(
     assert addresses == {"127.0.0.1"}
     assert f"http://127.0.0.1:{port}" in run.output()
     assert code == 0, run.output()[-3000:]
+
+
+async def test_an_address_that_cannot_be_listened_on_is_an_error_not_a_traceback(
+    service_urls: tuple[str, str], pool: object, tmp_path: Path
+) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        run = await start_process(
+            "run", environment(service_urls, tmp_path, port), tmp_path / "log"
+        )
+        code = await asyncio.wait_for(run.process.wait(), 60)
+    finally:
+        taken.close()
+    assert code == 1  # its web process could not start: run stops, and says so
+    assert f"cannot listen on 127.0.0.1:{port}" in run.output()
+    assert "Traceback" not in run.output()

@@ -32,7 +32,7 @@ def migrate(args: argparse.Namespace) -> int:
 
 def run_web(args: argparse.Namespace) -> int:
     from bot.web.app import create_app
-    from bot.web.server import serve
+    from bot.web.server import CannotListen, serve
 
     settings = load_settings()
     settings.require("webhook_secret")
@@ -46,13 +46,17 @@ def run_web(args: argparse.Namespace) -> int:
         # item's deliveries are stored in arrival order only within a process, and more
         # processes measured no faster on 2 cores (BENCHMARKS.md).
         app = create_app(with_services(settings, database_url, redis_url))
-        serve(
-            app,
-            args.host,
-            settings.port,
-            shutdown_timeout=WEB_SHUTDOWN_TIMEOUT,
-            loop_factory=_event_loop,
-        )
+        try:
+            serve(
+                app,
+                args.host,
+                settings.port,
+                shutdown_timeout=WEB_SHUTDOWN_TIMEOUT,
+                loop_factory=_event_loop,
+            )
+        except CannotListen as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -111,8 +115,7 @@ def run_all(args: argparse.Namespace) -> int:
             subprocess.Popen([sys.executable, "-m", "bot", *command], env=env)
             for command in commands
         ]
-        _wait_for_children(children)
-    return 0
+        return _wait_for_children(children)
 
 
 def _banner(settings: Settings, host: str) -> str:
@@ -134,7 +137,9 @@ def _banner(settings: Settings, host: str) -> str:
     )
 
 
-def _wait_for_children(children: list[subprocess.Popen[bytes]]) -> None:
+def _wait_for_children(children: list[subprocess.Popen[bytes]]) -> int:
+    """Until a signal or a child's exit, then stop them all. 0 when stopped by a signal;
+    else the exit code of the child that ended by itself (1 if that was 0)."""
     stopping = False
 
     def stop(*_: Any) -> None:
@@ -145,6 +150,8 @@ def _wait_for_children(children: list[subprocess.Popen[bytes]]) -> None:
     signal.signal(signal.SIGINT, stop)
     while not stopping and all(c.poll() is None for c in children):
         time.sleep(0.2)
+    ended = [c.returncode for c in children if c.returncode is not None]
+    code = 0 if stopping or not ended else ended[0] or 1
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
@@ -154,3 +161,4 @@ def _wait_for_children(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             child.kill()
+    return code

@@ -116,6 +116,10 @@ def _phrase(status: int) -> str:
         return "unreadable request"
 
 
+class CannotListen(Exception):
+    """The address given cannot be listened on; the message says which and why."""
+
+
 @dataclass
 class Listening:
     """A running server: the app's runner (connections, shutdown) and the socket."""
@@ -167,6 +171,9 @@ async def listen(
 
     try:
         server = await loop.create_server(connection, host, port, reuse_address=True, backlog=128)
+    except OSError as exc:  # the port is taken, or the host is no address of this machine
+        await runner.cleanup()
+        raise CannotListen(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except BaseException:
         await runner.cleanup()
         raise
