@@ -39,7 +39,7 @@ class GuardedRequestHandler(web_protocol.RequestHandler):
     slowly a request's headers trickle in until then. It has no option for a header
     time limit, so this reads two private attributes of its handler (``_waiter``: the
     handler waits for a request; ``_request_count``: requests parsed so far);
-    tests/test_server.py fails if they change.
+    tests/test_public_endpoint.py fails if they change.
     """
 
     def __init__(self, manager: web.Server, *, header_timeout: float, **kwargs: Any) -> None:
