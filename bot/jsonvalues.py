@@ -189,17 +189,19 @@ def _read_whole(document: bytes) -> Any:
     return _DECODER.decode(document.decode(json.detect_encoding(document), "surrogatepass"))
 
 
-def object_at(data: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
-    """``data[key]`` when it is an object, else None; an array there is not read (a
-    delivery's array can hold millions of values)."""
-    value = data._object.get(key) if isinstance(data, JSONObject) else data.get(key)
-    if isinstance(value, simdjson.Object):
-        return JSONObject(value)
-    return value if isinstance(value, dict) else None
+_CONTAINERS = (simdjson.Object, simdjson.Array, dict, list)
+_OBJECTS = (simdjson.Object, dict)
 
 
-def scalar_at(data: Mapping[str, Any], key: str) -> Any:
-    """``data[key]`` when it is a string, number, true, false or null; else None (objects
-    and arrays are not read)."""
-    value = data._object.get(key) if isinstance(data, JSONObject) else data.get(key)
-    return None if isinstance(value, simdjson.Object | simdjson.Array | dict | list) else value
+def scalar_at(data: Mapping[str, Any], *path: str) -> Any:
+    """The string, number, true, false or null at ``path`` (``"sender", "login"``), else
+    None. What is on the way is not read: an array there (a delivery's can hold millions
+    of values) is not built to find it is not an object."""
+    value: Any = data
+    for key in path:
+        if type(value) is JSONObject:
+            value = value._object
+        elif not isinstance(value, _OBJECTS):
+            return None
+        value = value.get(key)
+    return None if isinstance(value, _CONTAINERS) else value

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-from bot.jsonvalues import object_at, scalar_at
+from bot.jsonvalues import scalar_at
 
 Kind = Literal["pull_request", "issue"]
 
@@ -57,17 +57,17 @@ class Delivery:
 
     @cached_property
     def repository(self) -> str | None:
-        return _name(_scalar_in(self.data, "repository", "full_name"))
+        return _name(scalar_at(self.data, "repository", "full_name"))
 
     @cached_property
     def installation_id(self) -> int | None:
-        value = _scalar_in(self.data, "installation", "id")
+        value = scalar_at(self.data, "installation", "id")
         valid = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
         return value if valid else None
 
     @cached_property
     def sender(self) -> str | None:
-        return _name(_scalar_in(self.data, "sender", "login"))
+        return _name(scalar_at(self.data, "sender", "login"))
 
 
 # GitHub's actions, repository names and logins are far shorter; a longer string is not
@@ -77,11 +77,6 @@ MAX_NAME = 256
 
 def _name(value: Any) -> str | None:
     return value if isinstance(value, str) and len(value) <= MAX_NAME else None
-
-
-def _scalar_in(data: Mapping[str, Any], key: str, inner: str) -> Any:
-    outer = object_at(data, key)
-    return None if outer is None else scalar_at(outer, inner)
 
 
 @dataclass(frozen=True)

@@ -29,15 +29,17 @@ def oversized(jobs: Sequence[JobRequest]) -> str | None:
         if job.item_key is not None and len(job.item_key) > MAX_ITEM_KEY:
             return f"{job.function}: its item key is over {MAX_ITEM_KEY} characters"
         for name, value in job.kwargs.items():
-            if isinstance(value, str):
-                size = len(value)
-            elif value is None or isinstance(value, bool | int | float):
-                continue
-            else:  # an object or array where a plain value belongs: only odd payloads
-                size = json_size(value)
-            if size > MAX_ARGUMENT:
-                return f"{job.function}: its argument {name} is over {MAX_ARGUMENT} characters"
+            kind = type(value)  # exact types: on every delivery, isinstance costs more
+            if kind is str:
+                if len(value) <= MAX_ARGUMENT:
+                    continue
+            elif kind in _PLAIN or json_size(value) <= MAX_ARGUMENT:
+                continue  # an object or array is sized only where odd payloads put one
+            return f"{job.function}: its argument {name} is over {MAX_ARGUMENT} characters"
     return None
+
+
+_PLAIN = (int, float, bool, type(None))
 
 
 async def save_jobs(
