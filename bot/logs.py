@@ -22,18 +22,37 @@ from typing import Any, TextIO
 # error itself).
 MAX_TRACEBACK_CHARS = 8000
 MAX_ERROR_CHARS = 1000  # the error's one-line summary, beside it
-_BARE = re.compile(r"^[A-Za-z0-9_.:/@#\-+\[\]]+$")
+_BARE = re.compile(r"[A-Za-z0-9_.:/@#\-+\[\]]+")
 
 
 def _quote(value: Any) -> str:
     text = str(value)
-    if text and _BARE.match(text):
+    if _BARE.fullmatch(text):
         return text
     return '"' + _escape(text) + '"'
 
 
+# What a quoted value escapes: the quote and backslash, and every character that could
+# end a line, rewrite it on a terminal or reorder it on screen: C0 and C1 controls (CR,
+# ESC, NUL, …), DEL, the Unicode line and paragraph separators, and bidi controls; and
+# lone surrogates, which no stream can write.
+_SPECIAL = re.compile(
+    r'["\\\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]'
+)
+_SHORT = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    short = _SHORT.get(char)
+    if short is not None:
+        return short
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return _SPECIAL.sub(_escaped, text) if _SPECIAL.search(text) else text
 
 
 class KeyValueFormatter(logging.Formatter):

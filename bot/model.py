@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-from bot.jsonvalues import JSON_OBJECTS
+from bot.jsonvalues import scalar_at
 
 Kind = Literal["pull_request", "issue"]
 
@@ -85,31 +85,40 @@ class Delivery:
     body: bytes  # the JSON document itself (unwrapped from a form-encoded payload)
     headers: dict[str, str] = field(default_factory=dict)
 
+    # What the deliveries table shows of a delivery. Read without reading arrays or
+    # objects that are not where GitHub puts them (a huge array must cost nothing here).
+
     @cached_property
     def action(self) -> str | None:
-        action = self.data.get("action")
-        return action if isinstance(action, str) else None
+        return _name(scalar_at(self.data, "action"))
 
     @cached_property
     def repository(self) -> str | None:
-        return _str_at(self.data, "repository", "full_name")
+        return _name(scalar_at(self.data, "repository", "full_name"))
 
     @cached_property
     def installation_id(self) -> int | None:
-        installation = self.data.get("installation")
-        value = installation.get("id") if isinstance(installation, JSON_OBJECTS) else None
-        valid = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
-        return value if valid else None
+        return installation_id_of(self.data)
 
     @cached_property
     def sender(self) -> str | None:
-        return _str_at(self.data, "sender", "login")
+        return _name(scalar_at(self.data, "sender", "login"))
 
 
-def _str_at(data: Mapping[str, Any], key: str, inner: str) -> str | None:
-    outer = data.get(key)
-    value = outer.get(inner) if isinstance(outer, JSON_OBJECTS) else None
-    return value if isinstance(value, str) else None
+def installation_id_of(data: Mapping[str, Any]) -> int | None:
+    """The App installation a payload names (``installation.id``), if it names one."""
+    value = scalar_at(data, "installation", "id")
+    valid = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+    return value if valid else None
+
+
+# GitHub's actions, repository names and logins are far shorter; a longer string is not
+# one of them, and is not copied into the listing (the body keeps it).
+MAX_NAME = 256
+
+
+def _name(value: Any) -> str | None:
+    return value if isinstance(value, str) and len(value) <= MAX_NAME else None
 
 
 # The actions that set an item's state: of two, the later one decides what outputs show.

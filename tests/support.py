@@ -133,3 +133,33 @@ async def bot(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, 
     out, err = await asyncio.wait_for(process.communicate(), timeout=120)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+@dataclasses.dataclass(frozen=True)
+class RawAnswer:
+    status: int
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def raw_request(port: int, request: bytes, *, within: float = 10) -> RawAnswer:
+    """Send bytes as they are (headers no HTTP client would send) to 127.0.0.1:``port``
+    and read one answer; the connection is closed after."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(within):
+            head = await reader.readuntil(b"\r\n\r\n")
+            status_line, *lines = head.decode("latin-1").split("\r\n")
+            headers = {
+                name.strip().lower(): value.strip()
+                for name, _, value in (line.partition(":") for line in lines if line)
+            }
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+    finally:
+        writer.close()
+    return RawAnswer(int(status_line.split()[1]), headers, body)

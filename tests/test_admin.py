@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support import ADMIN_TOKEN, SECRET, delivery, run_worker
+import pytest
+
+from tests.support import ADMIN_TOKEN, SECRET, delivery, raw_request, run_worker
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -91,3 +93,26 @@ async def test_home_page_explains_the_service(client: Any) -> None:
     page = await response.text()
     assert "puppet-webhooks" in page and "/webhooks" in page and "Database: ok" in page
     assert SECRET not in page
+
+
+@pytest.mark.parametrize("num", ["\u0663", "\u00b2", "9" * 5000, " 5", "5\n", "+5"])
+async def test_events_num_must_be_ascii_digits(client: Any, num: str) -> None:
+    response = await client.get("/events", params={"num": num}, headers=AUTH)
+    assert response.status == 400
+    assert "num" in (await response.json())["error"]
+
+
+async def test_an_authorization_header_that_is_not_utf8_is_a_401(client: Any) -> None:
+    request = b"GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n\r\n"
+    answer = await raw_request(client.port, request)
+    assert answer.status == 401 and "Bearer" in answer.json()["error"]
+
+
+async def test_the_home_page_has_the_security_headers(client: Any) -> None:
+    response = await client.get("/")
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert "form-action 'none'" in policy  # it has no form
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"

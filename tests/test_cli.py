@@ -13,7 +13,7 @@ import pytest
 
 from bot.cli.common import UsageError
 from bot.cli.main import build_parser
-from bot.cli.receive import read_fixture, read_payload, receive
+from bot.cli.receive import _is_web_address, read_fixture, read_payload, receive
 from tests.support import FIXTURES, SECRET, bot
 
 
@@ -146,3 +146,57 @@ async def test_receive_refuses_bad_input_with_exit_2(tmp_path: Path) -> None:
     assert "is a bare payload, not a recorded delivery: name its event with --event NAME" in err
     with pytest.raises(UsageError, match="--keep-id needs a recorded delivery"):
         receive(build_parser().parse_args(["receive", str(payload), "-e", "issues", "--keep-id"]))
+
+
+@pytest.mark.parametrize(
+    ("recorded", "says"),
+    [
+        (None, "cannot read"),  # the path is a directory
+        (b"\xff\xfe not json", "is not JSON"),
+        (b"[1, 2]", "is not a recorded delivery"),
+        (b'{"headers": ["X-GitHub-Event: ping"], "body": {}}', "headers must be an object"),
+        (b'{"headers": {"X-A": "a\\r\\nX-B: b"}, "body": {}}', "line break"),
+        (b'{"headers": {"X-A": "nul\\u0000"}, "body": {}}', "control character"),
+        (b'{"headers": {"Bad Name": "x"}, "body": {}}', "not a header name"),
+        (b'{"headers": {"X-A": {"nested": 1}}, "body": {}}', "must be a string"),
+    ],
+    ids=["directory", "not-json", "not-an-object", "headers-list", "crlf", "nul", "name", "nested"],
+)
+def test_receive_says_what_is_wrong_with_a_recorded_delivery(
+    tmp_path: Path, recorded: bytes | None, says: str
+) -> None:
+    path = tmp_path / "delivery.json"
+    if recorded is None:
+        path.mkdir()
+    else:
+        path.write_bytes(recorded)
+    with pytest.raises(UsageError, match=says):
+        read_fixture(str(path))
+
+
+async def test_a_bad_recorded_delivery_or_address_exits_2_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    env = {"GITHUB_WEBHOOK_SECRET": SECRET}
+    (tmp_path / "list.json").write_text('{"headers": ["X-GitHub-Event: ping"], "body": {}}')
+    code, _, err = await bot("receive", str(tmp_path / "list.json"), env=env)
+    assert code == 2 and "headers must be an object" in err and "Traceback" not in err
+    fixture = str(FIXTURES / "ping" / "ping.json")
+    code, _, err = await bot("receive", fixture, "--url", "http://[::1/webhooks", env=env)
+    assert code == 2 and "--url must be" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("url", "usable"),
+    [
+        ("http://127.0.0.1:8080/webhooks", True),
+        ("https://example.herokuapp.com/webhooks", True),
+        ("not a url", False),
+        ("ftp://host/x", False),
+        ("http://[::1/webhooks", False),
+        ("http://", False),
+        ("http://host:port/", False),
+    ],
+)
+def test_receive_sends_only_to_web_addresses(url: str, usable: bool) -> None:
+    assert _is_web_address(url) is usable

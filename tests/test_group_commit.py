@@ -148,7 +148,8 @@ async def test_a_failed_batch_fails_every_request_in_it_with_503(
         *(client.post("/webhooks", data=body, headers=headers) for headers, body in requests)
     )
     assert [r.status for r in responses] == [503] * 20
-    assert ["redeliver" in (await r.json())["error"] for r in responses] == [True] * 20
+    errors = [(await r.json())["error"] for r in responses]
+    assert all("send the delivery again" in error for error in errors)
     assert sum(calls) == 20
     assert await pool.fetchval("SELECT count(*) FROM deliveries") == 0
     assert await redis.zcard("arq:queue") == 0
@@ -358,3 +359,46 @@ async def test_each_delivery_of_a_batch_keeps_its_own_body(pool: asyncpg.Pool) -
         assert stored is not None and stored.body == sent.body
     encodings = await pool.fetch("SELECT body_encoding FROM deliveries ORDER BY id")
     assert [r["body_encoding"] for r in encodings] == [None, "lz4", "lz4", None, "lz4"]
+
+
+async def test_a_delivery_postgresql_refuses_fails_alone_and_its_batch_is_stored(
+    pool: asyncpg.Pool, redis: ArqRedis, batches: list[int]
+) -> None:
+    """A value PostgreSQL refuses fails the statement of its whole batch: the batch is then
+    stored a delivery at a time, so only the delivery that carries it is refused."""
+    lead = parsed("issues/opened")
+    others = [parsed() for _ in range(3)]
+    odd, odd_jobs = parsed()
+    odd.__dict__["installation_id"] = 2**70  # beyond a bigint: refused by PostgreSQL
+    group = GroupCommit(pool, redis, writers=1)
+    try:
+        outcomes = await asyncio.gather(
+            group.save(*lead),  # stored at once; the others wait for it, then share a batch
+            group.save(*others[0]),
+            group.save(odd, odd_jobs),
+            group.save(*others[1]),
+            group.save(*others[2]),
+            return_exceptions=True,
+        )
+        assert await group.save(*parsed("issues/opened")) is True  # the writer still works
+    finally:
+        await group.close()
+    assert batches == [1, 4, 1, 1, 1, 1, 1]
+    assert outcomes[:2] + outcomes[3:] == [True, True, True, True]
+    assert isinstance(outcomes[2], asyncpg.exceptions.NumericValueOutOfRangeError)
+    assert deliveries.refused_values(outcomes[2])
+    stored = {r["delivery_id"] for r in await pool.fetch("SELECT delivery_id FROM deliveries")}
+    assert odd.delivery_id not in stored and len(stored) == 5
+    assert await redis.zcard("arq:queue") == 5
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        asyncpg.exceptions.ConnectionDoesNotExistError("lost"),
+        asyncpg.exceptions.TooManyConnectionsError("too many"),
+        OSError("network"),
+    ],
+)
+def test_failures_of_the_database_are_not_taken_for_refused_values(exc: Exception) -> None:
+    assert not deliveries.refused_values(exc)

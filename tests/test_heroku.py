@@ -160,9 +160,11 @@ async def test_web_on_a_postgres_url_binds_port_and_stops_on_sigterm(
     process = await start("web", process_env(service_urls, tmp_path, PORT=str(port)))
     try:
         health = await wait_for_health(f"http://127.0.0.1:{port}/healthz", process)
+        # Every interface, not only this machine's own address: the router must reach it.
+        everywhere = await wait_for_health(f"http://127.0.0.2:{port}/healthz", process)
     finally:
         code, seconds, err = await stop(process, within=10)
-    assert health == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert health == everywhere == {"status": "ok", "database": "ok", "redis": "ok"}
     assert not (tmp_path / "data").exists()  # the configured servers, not embedded ones
     assert code == 0, err
     assert seconds < 5 and "Traceback" not in err

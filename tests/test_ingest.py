@@ -1,13 +1,18 @@
 """Pure checks of an incoming delivery: no server, no network."""
 
 import json
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
+from bot.jsonvalues import JSONObject, json_text
 from bot.web.ingest import (
     MAX_BODY_BYTES,
+    MAX_STRUCTURE,
     DeliveryError,
+    SignedBody,
+    check_headers,
     parse_delivery,
     signature_for,
     signature_is_valid,
@@ -154,3 +159,98 @@ def test_a_parsed_body_reads_like_the_json_module_reads_it() -> None:
 def test_documents_simdjson_refuses_are_read_by_the_json_module(document: bytes) -> None:
     data = parse_delivery(headers_for(document), document, ["s3cret"]).data
     assert dict(data).keys() == json.loads(document).keys()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "GZIP ", "identity, gzip"])
+def test_a_compressed_body_is_refused_from_its_headers(encoding: str) -> None:
+    headers = headers_for(b"{}", **{"Content-Encoding": encoding})
+    with pytest.raises(DeliveryError) as caught:
+        check_headers(headers, 2)
+    assert caught.value.status == 415 and "Content-Encoding" in caught.value.message
+    assert check_headers(headers_for(b"{}", **{"Content-Encoding": "identity"}), 2)
+
+
+def test_a_body_declared_too_large_is_refused_from_its_headers() -> None:
+    with pytest.raises(DeliveryError) as caught:
+        check_headers(headers_for(b"{}"), MAX_BODY_BYTES + 1)
+    assert caught.value.status == 413
+
+
+def test_the_signature_is_computed_as_the_pieces_arrive() -> None:
+    body = json.dumps({"action": "opened", "x": "y" * 100_000}).encode()
+    signed = SignedBody(["old", "s3cret"])
+    for start in range(0, len(body), 7_000):
+        signed.feed(body[start : start + 7_000])
+    assert signed.verified(signature_for(body, "s3cret")) == body
+    with pytest.raises(DeliveryError) as caught:
+        SignedBody(["s3cret"]).verified(signature_for(body, "s3cret"))  # nothing fed
+    assert caught.value.status == 401
+
+
+def test_pieces_beyond_25_mib_are_refused_as_they_arrive() -> None:
+    signed = SignedBody(["s3cret"])
+    signed.feed(b" " * MAX_BODY_BYTES)
+    with pytest.raises(DeliveryError) as caught:
+        signed.feed(b" ")
+    assert caught.value.status == 413
+
+
+def test_a_document_with_too_many_values_is_refused_before_it_is_parsed() -> None:
+    dense = b'{"installation": [' + b"1," * MAX_STRUCTURE + b"1]}"
+    with pytest.raises(DeliveryError) as caught:
+        parse_delivery(headers_for(dense), dense, ["s3cret"])
+    assert caught.value.status == 413 and "too many JSON values" in caught.value.message
+    # As many values in fewer characters than the limit are never counted; long strings
+    # make a large document with few values.
+    sparse = json.dumps({"list": ["x" * 100] * 20_000}).encode()
+    assert len(sparse) > MAX_STRUCTURE
+    assert len(parse_delivery(headers_for(sparse), sparse, ["s3cret"]).data["list"]) == 20_000
+
+
+def test_the_first_of_a_repeated_key_is_read_wherever_it_is() -> None:
+    body = (
+        b'{"action": "opened", "action": "closed", "o": {"k": 1, "k": 2}, "a": [{"k": 1, "k": 2}]}'
+    )
+    data = parse_delivery(headers_for(body), body, ["s3cret"]).data
+    assert (data["action"], data["o"]["k"], data["a"][0]["k"]) == ("opened", 1, 1)
+    assert dict(data) == {"action": "opened", "o": {"k": 1}, "a": [{"k": 1}]}
+    assert list(data) == ["action", "o", "a"] and len(data) == 3
+    # A document simdjson refuses is read by the json module: by the same rule.
+    fallback = body.replace(b'"o"', b'"n": NaN, "o"')
+    data = parse_delivery(headers_for(fallback), fallback, ["s3cret"]).data
+    assert (data["action"], data["o"]["k"], data["a"][0]["k"]) == ("opened", 1, 1)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"action": "opened", "text": 'x"ü+ %&=\\n' * 50},
+        {"action": "opened", "text": "%41 +" * 300_000},  # decoded a megabyte at a time
+    ],
+    ids=["small", "large"],
+)
+def test_a_form_encoded_payload_is_decoded_as_the_json_it_holds(payload: dict[str, Any]) -> None:
+    document = json.dumps(payload).encode()
+    body = urlencode({"payload": document.decode()}).encode()
+    headers = headers_for(body, **{"Content-Type": "application/x-www-form-urlencoded"})
+    delivery = parse_delivery(headers, body, ["s3cret"])
+    assert delivery.body == document and dict(delivery.data) == payload
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        ("lone \ud800 surrogate", '"lone \ufffd surrogate"'),
+        ("nul \x00", '"nul \ufffd"'),
+        (2**70, "1180591620717411303424"),
+        (-(2**70), "-1180591620717411303424"),
+        ([1, {"k": "\ud800"}], '[1,{"k":"\ufffd"}]'),
+    ],
+)
+def test_json_text_stores_what_a_payload_can_hold(value: Any, stored: str) -> None:
+    assert json_text({"v": value}) == '{"v":' + stored + "}"
+
+
+def test_json_text_writes_an_object_read_lazily_whole() -> None:
+    data = JSONObject.parse(b'{"id": {"k": 1, "k": 2, "n": [1, {"x": null}]}}')
+    assert json_text({"comment_id": data["id"]}) == '{"comment_id":{"k":1,"n":[1,{"x":null}]}}'

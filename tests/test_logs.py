@@ -6,6 +6,8 @@ import asyncio
 import io
 import logging
 
+import pytest
+
 from bot.logs import KeyValueFormatter, LineHandler, kv
 
 
@@ -101,3 +103,35 @@ def test_a_very_long_traceback_keeps_its_start_and_its_end() -> None:
     assert len(line.encode()) < 10_000  # Heroku splits longer lines
     assert "Traceback (most recent call last)" in line and "characters left out" in line
     assert line.endswith('many words the bottom"') and "in deep" in line
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ("line\nbreak", '"line\\nbreak"'),
+        ("carriage\rreturn", '"carriage\\rreturn"'),
+        ("\x1b[31mred", '"\\x1b[31mred"'),
+        ("nul\x00", '"nul\\x00"'),
+        ("del\x7f and \x85", '"del\\x7f and \\x85"'),
+        ("line\u2028separator", '"line\\u2028separator"'),
+        ("bidi\u202ereversed", '"bidi\\u202ereversed"'),
+        ("lone\ud800surrogate", '"lone\\ud800surrogate"'),
+        ("bare\n", '"bare\\n"'),  # not mistaken for a bare value by its final newline
+        ('quote " and \\', '"quote \\" and \\\\"'),
+        ("plain-value", "plain-value"),
+        ("déjà vu", '"déjà vu"'),
+    ],
+)
+def test_every_control_character_in_a_value_is_escaped(value: str, written: str) -> None:
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "seen", (), None)
+    record.kv = {"repo": value}
+    line = KeyValueFormatter([]).format(record)
+    assert line.endswith(f" repo={written}")
+    assert line.isprintable() and line.encode("utf-8")  # one line that any stream can write
+
+
+def test_an_escaped_secret_is_still_masked() -> None:
+    secret = "se\ncr\x1bet"
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "got %s", (secret,), None)
+    line = KeyValueFormatter([secret]).format(record)
+    assert "se" + "\\n" not in line and line.endswith('event="got ***"')

@@ -16,7 +16,7 @@ from bot.integrations.github import github_web_url
 from bot.logs import KeyValueFormatter
 from bot.model import APP_EVENTS, APP_PERMISSIONS
 from bot.web import setup_page
-from tests.support import ADMIN_TOKEN, SECRET
+from tests.support import ADMIN_TOKEN, SECRET, raw_request
 
 GOOD_CODE = "a1b2c3d4e5f60718293a"
 PEM = (
@@ -142,7 +142,8 @@ async def test_the_manifest_asks_for_what_the_bot_needs(setup_client: Any, githu
     assert response.cookies[setup_page.STATE_COOKIE].value == state.split(".")[0]
     assert response.cookies[setup_page.STATE_COOKIE]["httponly"]
     assert response.headers["Cache-Control"] == "no-store"
-    assert f"form-action {github[1]}" in response.headers["Content-Security-Policy"]
+    # Its forms go to GitHub (create the App) and back here (another owner or name).
+    assert f"form-action 'self' {github[1]}" in response.headers["Content-Security-Policy"]
     # A fresh state every time: nothing to replay.
     assert state_of((await start(client))[0]) != state
 
@@ -308,3 +309,50 @@ async def test_everything_from_github_is_escaped(setup_client: Any, github: Any)
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert 'href="javascript:' not in page
     assert html.escape("GITHUB_PRIVATE_KEY=\"$(cat 'x'\"'\"'y.private-key.pem')\"") in page
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        "nonce.1.0." + "é" * 64,  # not ASCII
+        "nonce." + "9" * 5000 + ".0." + "a" * 64,  # a number too long to read
+        "nonce.²³.0." + "a" * 64,  # digits, but not ASCII ones
+        "nonce.1.0." + "a" * 64 + "\n",
+        "a.b.c.d.e",
+    ],
+    ids=["non-ascii", "long-number", "superscript", "newline", "five-parts"],
+)
+async def test_a_malformed_state_is_refused_not_a_failure(setup_client: Any, state: str) -> None:
+    client = await setup_client()
+    await start(client)  # the browser has a state cookie
+    response = await client.get("/setup/callback", params={"code": GOOD_CODE, "state": state})
+    assert response.status == 403
+    assert html.escape(setup_page.BAD_STATE) in await response.text()
+
+
+async def test_a_code_with_a_line_break_is_refused(setup_client: Any, github: Any) -> None:
+    client = await setup_client()
+    action, _ = await start(client)
+    response = await client.get(
+        "/setup/callback", params={"code": GOOD_CODE + "\n", "state": state_of(action)}
+    )
+    assert response.status == 400
+    assert github[0].requests == []
+
+
+async def test_an_authorization_header_that_is_not_utf8_is_refused(setup_client: Any) -> None:
+    client = await setup_client(github_app_id="912345")
+    request = b"GET /setup HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n\r\n"
+    answer = await raw_request(client.port, request)
+    assert answer.status == 403 and answer.json() == {"error": setup_page.ADMIN_ONLY}
+
+
+async def test_every_setup_page_has_the_security_headers(setup_client: Any) -> None:
+    client = await setup_client()
+    for path in ("/setup", "/setup/callback"):
+        response = await client.get(path)
+        policy = response.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "no-referrer"

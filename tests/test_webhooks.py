@@ -276,7 +276,7 @@ async def test_database_down_is_503(make_client: Any, service_urls: tuple[str, s
     headers, body = delivery("pull_request/opened")
     response = await client.post("/webhooks", data=body, headers=headers)
     assert response.status == 503
-    assert "redeliver" in (await response.json())["error"]
+    assert "send the delivery again" in (await response.json())["error"]
     assert (await client.get("/healthz")).status == 503
 
 

@@ -153,3 +153,34 @@ async def test_deliveries_can_be_saved_in_one_batch(pool: asyncpg.Pool) -> None:
     assert len(new) == 2
     assert await deliveries.save_deliveries(pool, batch[2:]) == set()
     assert await pool.fetchval("SELECT count(*) FROM jobs") == 2
+
+
+async def test_a_repeated_key_reads_the_same_on_arrival_in_a_job_and_on_replay(
+    client: Any, pool: asyncpg.Pool, redis: Any
+) -> None:
+    """Of a key repeated in one object, the web process, the worker and a replay all read
+    the first: one signed body never means two things."""
+    from types import SimpleNamespace
+
+    from bot.cli.actions import replay_delivery
+    from bot.web.ingest import signature_for
+    from bot.worker.jobs import load_payload
+    from tests.support import SECRET
+
+    headers, body = delivery("pull_request/opened")
+    # "opened" is acted on; "labeled" is not: the jobs show which one each reader took.
+    repeated = body.replace(b'"action": "opened"', b'"action": "opened", "action": "labeled"', 1)
+    repeated = repeated.replace(b'"number": ', b'"number": 77, "number": ', 1)
+    assert repeated.count(b'"action"') == 2 and repeated != body
+    headers["X-Hub-Signature-256"] = signature_for(repeated, SECRET)
+    response = await client.post("/webhooks", data=repeated, headers=headers)
+    assert (response.status, (await response.json())["jobs"]) == (202, 1)
+    delivery_id = headers["X-GitHub-Delivery"]
+    assert (
+        await pool.fetchval("SELECT action FROM deliveries WHERE delivery_id = $1", delivery_id)
+        == "opened"
+    )
+    job = SimpleNamespace(worker=SimpleNamespace(pool=pool))
+    payload = await load_payload(job, delivery_id)  # type: ignore[arg-type]
+    assert payload is not None and (payload["action"], payload["number"]) == ("opened", 77)
+    assert len(await replay_delivery(pool, redis, delivery_id)) == 1

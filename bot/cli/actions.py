@@ -13,7 +13,7 @@ from arq.connections import ArqRedis
 from gidgethub import sansio
 
 from bot.integrations.github import GitHubClient
-from bot.jsonvalues import json_value
+from bot.jsonvalues import parse_document
 from bot.model import JobRequest, item_key
 from bot.queue.arq_enqueue import push_jobs
 from bot.queue.redis_client import forget_results
@@ -36,7 +36,8 @@ async def replay_delivery(pool: asyncpg.Pool, redis: ArqRedis, delivery_id: str)
         )
     replays = await jobs.count_replays(pool, delivery_id)
     plan = JobPlan(delivery_id, prefix=f"{delivery_id}:replay{replays + 1}", replay=True)
-    event = sansio.Event(json_value(row.body), event=row.event, delivery_id=delivery_id)
+    # Read as the web process read it on arrival (bot.jsonvalues).
+    event = sansio.Event(parse_document(row.body), event=row.event, delivery_id=delivery_id)
     await router.dispatch(event, queue=plan)
     await jobs.save_jobs(pool, delivery_id, plan.jobs)
     await push_jobs(redis, plan.jobs)

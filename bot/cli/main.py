@@ -28,16 +28,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    commands.add_parser(
+    local = commands.add_parser(
         "run",
         help="run web + worker locally (embedded PostgreSQL/Redis when none is configured)",
         description="Run the web process and one worker. With DATABASE_URL / REDIS_URL unset, "
         "real PostgreSQL and Redis servers are started in .data/ and stopped on exit; a "
         "webhook secret and admin token are generated there when unset.",
-    ).set_defaults(func=processes.run_all)
-    commands.add_parser(
+    )
+    local.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s, this machine only; 0.0.0.0 makes "
+        "the service, and /setup until the App is configured, reachable from the network)",
+    )
+    local.set_defaults(func=processes.run_all)
+    web = commands.add_parser(
         "web", help="serve the webhook endpoint on $PORT", description="Serve on $PORT."
-    ).set_defaults(func=processes.run_web)
+    )
+    web.add_argument(
+        "--host",
+        default="0.0.0.0",  # noqa: S104  (a dyno is reached through Heroku's router)
+        help="address to listen on (default: %(default)s, every interface)",
+    )
+    web.set_defaults(func=processes.run_web)
     commands.add_parser(
         "worker",
         help="run an arq worker (same as `arq worker.WorkerSettings`)",

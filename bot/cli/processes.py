@@ -31,9 +31,8 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def run_web(args: argparse.Namespace) -> int:
-    from aiohttp import web as aioweb
-
     from bot.web.app import create_app
+    from bot.web.server import CannotListen, serve
 
     settings = load_settings()
     settings.require("webhook_secret")
@@ -47,14 +46,17 @@ def run_web(args: argparse.Namespace) -> int:
         # item's deliveries are stored in arrival order only within a process, and more
         # processes measured no faster on 2 cores (BENCHMARKS.md).
         app = create_app(with_services(settings, database_url, redis_url))
-        aioweb.run_app(
-            app,
-            port=settings.port,
-            print=None,
-            access_log=None,
-            loop=_event_loop(),
-            shutdown_timeout=WEB_SHUTDOWN_TIMEOUT,
-        )
+        try:
+            serve(
+                app,
+                args.host,
+                settings.port,
+                shutdown_timeout=WEB_SHUTDOWN_TIMEOUT,
+                loop_factory=_event_loop,
+            )
+        except CannotListen as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -101,20 +103,23 @@ def run_all(args: argparse.Namespace) -> int:
             "GITHUB_WEBHOOK_SECRET": ",".join(settings.webhook_secrets),
             "ADMIN_TOKEN": settings.admin_token,
         }
-        print(_banner(settings), flush=True)
+        print(_banner(settings, args.host), flush=True)
+        commands = (["web", "--host", args.host], ["worker"])
         children = [
-            subprocess.Popen([sys.executable, "-m", "bot", command], env=env)
-            for command in ("web", "worker")
+            subprocess.Popen([sys.executable, "-m", "bot", *command], env=env)
+            for command in commands
         ]
-        _wait_for_children(children)
-    return 0
+        return _wait_for_children(children)
 
 
-def _banner(settings: Settings) -> str:
-    base = f"http://127.0.0.1:{settings.port}"
+def _banner(settings: Settings, host: str) -> str:
+    everywhere = host in ("0.0.0.0", "::")  # noqa: S104
+    shown = "127.0.0.1" if everywhere else f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{settings.port}"
+    reach = "every interface: reachable from the network" if everywhere else "this address only"
     return "\n".join(
         [
-            f"puppet-webhooks is starting on {base}",
+            f"puppet-webhooks is starting on {base} (listening on {reach})",
             f"  webhook URL:    {base}/webhooks",
             f"  webhook secret: kept in {settings.data_dir / 'webhook-secret'} "
             "(or GITHUB_WEBHOOK_SECRET)",
@@ -126,7 +131,9 @@ def _banner(settings: Settings) -> str:
     )
 
 
-def _wait_for_children(children: list[subprocess.Popen[bytes]]) -> None:
+def _wait_for_children(children: list[subprocess.Popen[bytes]]) -> int:
+    """Until a signal or a child's exit, then stop them all. 0 when stopped by a signal;
+    else the exit code of the child that ended by itself (1 if that was 0)."""
     stopping = False
 
     def stop(*_: Any) -> None:
@@ -137,6 +144,8 @@ def _wait_for_children(children: list[subprocess.Popen[bytes]]) -> None:
     signal.signal(signal.SIGINT, stop)
     while not stopping and all(c.poll() is None for c in children):
         time.sleep(0.2)
+    ended = [c.returncode for c in children if c.returncode is not None]
+    code = 0 if stopping or not ended else ended[0] or 1
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
@@ -146,3 +155,4 @@ def _wait_for_children(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             child.kill()
+    return code

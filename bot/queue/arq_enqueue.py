@@ -18,7 +18,7 @@ from typing import Any
 import hiredis
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix, result_key_prefix
-from arq.jobs import serialize_job
+from arq.jobs import SerializationError, serialize_job
 from arq.utils import timestamp_ms
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
@@ -93,10 +93,17 @@ def _enqueue_arguments(
     keys: list[str] = [redis.default_queue_name]
     args: list[Any] = [redis.expires_extra_ms]
     for job in jobs:
+        try:
+            data = serialize_job(
+                job.function, (), job.kwargs, None, enqueue_time_ms, serializer=redis.job_serializer
+            )
+        except SerializationError:
+            # A value read from an odd payload (an object where an id belongs). The job is
+            # stored with its values as PostgreSQL took them, and the worker's sweep
+            # queues it from there; the jobs queued with it are not held back.
+            log.warning("job left to the sweep", extra=kv(job=job.job_id, reason="arguments"))
+            continue
         keys += [job_key_prefix + job.job_id, result_key_prefix + job.job_id]
-        data = serialize_job(
-            job.function, (), job.kwargs, None, enqueue_time_ms, serializer=redis.job_serializer
-        )
         args += [job.job_id, score, data]
     return keys, args
 

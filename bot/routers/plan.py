@@ -10,7 +10,7 @@ from typing import Any
 
 from gidgethub import sansio
 
-from bot.model import JobRequest, item_key
+from bot.model import JobRequest, installation_id_of, item_key
 
 
 @dataclass
@@ -49,7 +49,7 @@ def item_job_args(event: sansio.Event, number: int) -> dict[str, Any]:
     return {
         "item_key": item_key(repository, number),
         "order_at": event_time(event),
-        "installation_id": (event.data.get("installation") or {}).get("id"),
+        "installation_id": installation_id_of(event.data),
         "repository": repository,
         "number": number,
         "action": event.data.get("action"),

@@ -49,6 +49,20 @@ SELECT delivery_id FROM new
 """
 
 
+# SQLSTATE classes of PostgreSQL's errors about the values a statement carries (data
+# exception, integrity constraint violation, program limit exceeded): sent again, the same
+# values fail again. Every other error is about the database, not the deliveries.
+_VALUE_ERRORS = ("22", "23", "54")
+
+
+def refused_values(exc: BaseException) -> bool:
+    """Whether ``save_deliveries`` failed on the values of its deliveries (PostgreSQL
+    refused them, or they could not be encoded to be sent), not on the database."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(exc.sqlstate)[:2] in _VALUE_ERRORS
+    return isinstance(exc, TypeError | ValueError | OverflowError)
+
+
 async def save_deliveries(
     db: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy,
     batch: Sequence[tuple[Delivery, Sequence[JobRequest]]],

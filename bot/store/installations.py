@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 
 
-async def record_installation(db: asyncpg.Pool, installation_id: int, data: dict[str, Any]) -> str:
+async def record_installation(
+    db: asyncpg.Pool, installation_id: int, data: Mapping[str, Any]
+) -> str:
     """Apply an installation or installation_repositories payload."""
     installation = data["installation"]
     action = data.get("action") or ""

@@ -12,9 +12,36 @@ from typing import Any
 
 import asyncpg
 
+from bot.jsonvalues import json_size
 from bot.model import STATE_ACTIONS, JobRequest, Link
 
 UNFINISHED = ("queued", "running")
+
+# A job's arguments are the few plain values it needs to find its item again (names,
+# numbers). These bounds are far above anything GitHub sends, and keep a delivery's jobs
+# from costing many times the delivery to store; PostgreSQL refuses an item key much
+# longer in any case (it is indexed).
+MAX_ITEM_KEY = 512
+MAX_ARGUMENT = 4096  # characters of a string, or of an object's or array's JSON
+
+
+def oversized(jobs: Sequence[JobRequest]) -> str | None:
+    """What in these jobs is too large to store as planned, or None."""
+    for job in jobs:
+        if job.item_key is not None and len(job.item_key) > MAX_ITEM_KEY:
+            return f"{job.function}: its item key is over {MAX_ITEM_KEY} characters"
+        for name, value in job.kwargs.items():
+            kind = type(value)  # exact types: on every delivery, isinstance costs more
+            if kind is str:
+                if len(value) <= MAX_ARGUMENT:
+                    continue
+            elif kind in _PLAIN or json_size(value) <= MAX_ARGUMENT:
+                continue  # an object or array is sized only where odd payloads put one
+            return f"{job.function}: its argument {name} is over {MAX_ARGUMENT} characters"
+    return None
+
+
+_PLAIN = (int, float, bool, type(None))
 
 
 async def save_jobs(

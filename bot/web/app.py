@@ -7,6 +7,7 @@ import contextlib
 import hmac
 import html
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -30,9 +31,11 @@ from bot.routers.plan import JobPlan
 from bot.store import deliveries, jobs
 from bot.store.pool import create_pool
 from bot.web import setup_page
+from bot.web.body import BodyBudget, read_signed_body
 from bot.web.checkup import CONFIGURATION_CHECK, ConfigurationCheck
 from bot.web.group_commit import GroupCommit
-from bot.web.ingest import MAX_BODY_BYTES, DeliveryError, parse_delivery
+from bot.web.ingest import MAX_BODY_BYTES, DeliveryError, check_headers, parse_signed
+from bot.web.pages import html_page
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ REDIS = web.AppKey("redis", ArqRedis)
 GROUP_COMMIT = web.AppKey("group_commit", GroupCommit)
 ITEM_ORDER = web.AppKey("item_order", KeyedLocks)
 PROCESS = web.AppKey("process", str)  # this process's label in /metrics
+BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
 HEALTH_TIMEOUT = 2.0
 _DB_DOWN = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
@@ -93,14 +97,12 @@ async def receive_webhook(request: web.Request) -> web.Response:
 async def _receive(request: web.Request) -> tuple[web.Response, str]:
     """The answer to a delivery, and what it was in a word (for /metrics)."""
     settings = request.app[SETTINGS]
-    if (request.content_length or 0) > MAX_BODY_BYTES:
-        return json_error(413, f"body is larger than {MAX_BODY_BYTES} bytes"), "too_large"
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return json_error(413, f"body is larger than {MAX_BODY_BYTES} bytes"), "too_large"
-    try:
-        delivery = parse_delivery(request.headers, body, settings.webhook_secrets)
+        # Headers first: a compressed or oversized body is refused unread. Then the body,
+        # its signature checked as it arrives; only a signed body is parsed.
+        media_type = check_headers(request.headers, request.content_length)
+        body = await read_signed_body(request, settings.webhook_secrets, request.app[BODY_BUDGET])
+        delivery = parse_signed(request.headers, body, media_type)
     except DeliveryError as exc:
         log.info("delivery refused", extra=kv(status=exc.status, reason=exc.message))
         return json_error(exc.status, exc.message), REFUSALS.get(exc.status, "bad_request")
@@ -115,6 +117,12 @@ async def _receive(request: web.Request) -> tuple[web.Response, str]:
         log.exception("handlers failed", extra=kv(delivery=delivery.delivery_id))
         plan.jobs.clear()
 
+    oversized = jobs.oversized(plan.jobs)
+    if oversized is not None:
+        # Signed, but no delivery of GitHub's: refused rather than stored without its jobs.
+        log.warning("delivery refused", extra=kv(delivery=delivery.delivery_id, reason=oversized))
+        return json_error(422, f"this delivery's jobs cannot be stored: {oversized}"), "refused"
+
     items = [job.item_key for job in plan.jobs if job.item_key]
     try:
         # Nothing is awaited between reading the request and asking for the item's turn
@@ -122,13 +130,8 @@ async def _receive(request: web.Request) -> tuple[web.Response, str]:
         # deliveries about other items still share a commit.
         async with request.app[ITEM_ORDER].hold(items):
             new = await request.app[GROUP_COMMIT].save(delivery, plan.jobs)
-    except _DB_DOWN as exc:
-        log.error(
-            "delivery not stored",
-            extra=kv(delivery=delivery.delivery_id, reason=type(exc).__name__),
-        )
-        response = json_error(503, "storage is unavailable; GitHub can redeliver this later")
-        return response, "unavailable"
+    except Exception as exc:
+        return _not_stored(delivery.delivery_id, exc)
 
     fields = kv(
         delivery=delivery.delivery_id,
@@ -149,11 +152,28 @@ async def _receive(request: web.Request) -> tuple[web.Response, str]:
     return json_response(answer, status=202), "accepted"
 
 
+def _not_stored(delivery_id: str, exc: Exception) -> tuple[web.Response, str]:
+    if deliveries.refused_values(exc):
+        # Sent again, it would be refused again: a 4xx, not a 503 GitHub may retry forever.
+        # The values that reach here are ones json_text does not yet make storable.
+        log.error("delivery refused by the database", exc_info=exc, extra=kv(delivery=delivery_id))
+        return json_error(422, f"the database refused a value of this delivery ({exc})"), "refused"
+    if not isinstance(exc, _DB_DOWN):
+        raise exc
+    log.error("delivery not stored", extra=kv(delivery=delivery_id, reason=type(exc).__name__))
+    answer = json_error(503, "storage is unavailable; send the delivery again later")
+    return answer, "unavailable"
+
+
 def _authorised(request: web.Request) -> bool:
     token = request.app[SETTINGS].admin_token
     given = request.headers.get("Authorization", "")
     expected = f"Bearer {token}"
-    return hmac.compare_digest(given.encode(), expected.encode())
+    # A header's bytes that are not UTF-8 arrive as surrogates: they match no token.
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
+
+
+_NUM = re.compile(r"[0-9]{1,4}")
 
 
 async def list_events(request: web.Request) -> web.Response:
@@ -162,7 +182,7 @@ async def list_events(request: web.Request) -> web.Response:
     if not _authorised(request):
         return json_error(401, "send Authorization: Bearer <ADMIN_TOKEN>")
     raw = request.query.get("num", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not _NUM.fullmatch(raw) or not 1 <= int(raw) <= 1000:
         return json_error(400, "num must be a whole number from 1 to 1000")
     repository = request.query.get("repo") or None
     if repository is not None and not REPOSITORY_NAME.match(repository):
@@ -271,10 +291,7 @@ async def home(request: web.Request) -> web.Response:
         webhook_url=html.escape(url),
         configuration=check.html(details=admin) if check else NOT_CHECKED,
     )
-    response = web.Response(text=page, content_type="text/html")
-    if admin:
-        response.headers["Cache-Control"] = "no-store"
-    return response
+    return html_page(page)
 
 
 async def keep_checking_configuration(app: web.Application) -> AsyncIterator[None]:
@@ -330,6 +347,7 @@ def create_app(
     app[SETTINGS] = settings
     app[ITEM_ORDER] = KeyedLocks()
     app[PROCESS] = metrics.process_label(settings.dyno, "web")
+    app[BODY_BUDGET] = BodyBudget()
     app.cleanup_ctx.append(connections(pool, redis))
     if check_configuration:
         app[CONFIGURATION_CHECK] = ConfigurationCheck()

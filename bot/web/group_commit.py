@@ -4,7 +4,8 @@ Each request waits for the commit of the batch its delivery is in before it is a
 so a 2xx still means the delivery is in PostgreSQL; one round trip and one commit serve
 every delivery of the batch. Nothing waits on a timer: a lone delivery is stored at once,
 and batches grow only when deliveries arrive faster than a commit takes. Up to WRITERS
-batches are stored at the same time.
+batches are stored at the same time. A batch refused for the values of one of its
+deliveries is stored again a delivery at a time, so that one never fails the others.
 
 The jobs of committed batches go to Redis right after, in one round trip for all the
 batches committed meanwhile, while their requests are being answered: PostgreSQL is the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
@@ -26,9 +28,12 @@ import asyncpg
 from arq.connections import ArqRedis
 from asyncpg.pool import PoolConnectionProxy
 
+from bot.logs import kv
 from bot.model import Delivery, JobRequest
 from bot.queue.arq_enqueue import Enqueuer, push_jobs
 from bot.store import deliveries
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 64
 # A connection idle this long (seconds) goes back to the pool.
@@ -96,8 +101,9 @@ class GroupCommit:
         """Store the delivery with its jobs; its jobs are queued in Redis right after.
 
         Returns True once stored, False if its delivery id was stored before (a
-        redelivery: nothing is done). Raises what storing raised (the whole batch failed:
-        nothing of it is stored).
+        redelivery: nothing is done). Raises what storing raised: the database failed (so did
+        the whole batch: nothing of it is stored), or it refused this delivery's own values
+        (``deliveries.refused_values``; the others of its batch are stored all the same).
         """
         if self._closing:
             raise RuntimeError("the web process is stopping")
@@ -156,7 +162,12 @@ class GroupCommit:
         stored = False
         try:
             conn = self._idle.pop()[1] if self._idle else await self._pool.acquire()
-            await self._commit(conn, batch)
+            try:
+                await self._commit(conn, batch)
+            except Exception as exc:
+                if len(batch) == 1 or not deliveries.refused_values(exc):
+                    raise
+                await self._commit_each(conn, batch, exc)
             stored = True
         except Exception as exc:  # never leave a request waiting for an answer
             for waiting in batch:
@@ -210,6 +221,24 @@ class GroupCommit:
         # Queueing in Redis runs beside the answers and the next batches' commits.
         if self._committed and self._queuer is None:
             self._queuer = asyncio.get_running_loop().create_task(self._queue())
+
+    async def _commit_each(
+        self, conn: PoolConnectionProxy, batch: list[_Waiting], exc: Exception
+    ) -> None:
+        """A batch refused for the values of some delivery in it: each is stored alone, so
+        only the deliveries whose own values are refused are answered with that. Only
+        here is a delivery stored apart from its batch."""
+        log.warning(
+            "batch refused; storing its deliveries one by one",
+            extra=kv(deliveries=len(batch), reason=type(exc).__name__),
+        )
+        for waiting in batch:
+            try:
+                await self._commit(conn, [waiting])
+            except Exception as own:
+                if not deliveries.refused_values(own):
+                    raise  # the database itself: the rest of the batch fails with it
+                _settle(waiting.answer, own)
 
     async def _queue(self) -> None:
         try:

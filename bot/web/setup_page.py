@@ -22,6 +22,7 @@ from bot.integrations.http import send
 from bot.logs import kv
 from bot.model import APP_EVENTS, APP_PERMISSIONS
 from bot.web import setup_views
+from bot.web.pages import html_page
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,8 @@ SETUP_SETTINGS = web.AppKey("setup_settings", Settings)
 # GitHub's manifest codes expire after an hour; a state older than that is useless anyway.
 STATE_LIFETIME = 3600
 STATE_COOKIE = "puppet_webhooks_setup"
-_CODE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-_LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+_CODE = re.compile(r"[A-Za-z0-9_-]{1,100}")
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 _APP_NAME_MAX = 34
 
 SETUP_CLOSED = "not found (the GitHub App is configured; set ADMIN_TOKEN to use /setup again)"
@@ -118,24 +119,26 @@ def sign_state(secret: str, nonce: str, *, admin: bool, now: float | None = None
     return f"{body}.{signature}"
 
 
+# nonce.expiry.admin.signature, as sign_state writes it.
+_STATE = re.compile(r"([A-Za-z0-9_-]{1,64})\.([0-9]{1,12})\.([01])\.([0-9a-f]{64})")
+
+
 def check_state(
     secrets_: tuple[str, ...], state: str, cookie: str, now: float | None = None
 ) -> State | None:
     """The state when it is genuine, unexpired and belongs to this browser; else None."""
-    parts = state.split(".")
-    if len(parts) != 4 or not cookie:
+    parts = _STATE.fullmatch(state)
+    if parts is None or not cookie:
         return None
-    nonce, expires, admin, signature = parts
+    nonce, expires, admin, signature = parts.groups()
     body = f"{nonce}.{expires}.{admin}".encode()
     genuine = any(
         hmac.compare_digest(hmac.new(_state_key(s), body, hashlib.sha256).hexdigest(), signature)
         for s in secrets_
     )
-    if not genuine or not expires.isdigit() or admin not in ("0", "1"):
+    if not genuine or int(expires) < (time.time() if now is None else now):
         return None
-    if int(expires) < (time.time() if now is None else now):
-        return None
-    if not hmac.compare_digest(nonce.encode(), cookie.encode()):
+    if not hmac.compare_digest(nonce.encode(), cookie.encode("utf-8", "surrogateescape")):
         return None
     return State(nonce, admin == "1")
 
@@ -154,8 +157,9 @@ def _given_token(request: web.Request) -> str:
 def is_admin(request: web.Request, settings: Settings) -> bool:
     """The admin token came as ``Authorization: Bearer`` or ``?token=``."""
     given = _given_token(request)
+    # A header's bytes that are not UTF-8 arrive as surrogates: they match no token.
     return bool(settings.admin_token) and hmac.compare_digest(
-        given.encode(), settings.admin_token.encode()
+        given.encode("utf-8", "surrogateescape"), settings.admin_token.encode()
     )
 
 
@@ -170,26 +174,12 @@ def _refusal(request: web.Request, settings: Settings) -> web.Response | None:
     return None
 
 
-def _page(text: str, status: int = 200, *, form_action: str = "") -> web.Response:
-    # Secrets may be on these pages: never cached, never sent onwards as a referrer.
-    policy = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
-    policy += "; base-uri 'none'"
-    if form_action:
-        policy += f"; form-action {form_action}"
-    response = web.Response(text=text, status=status, content_type="text/html")
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = policy
-    return response
-
-
 def _failure(request: web.Request, status: int, message: str) -> web.Response:
     """A clear error for a person in a browser (HTML) or a script (JSON)."""
     accept = request.headers.get("Accept", "")
     if "application/json" in accept and "text/html" not in accept:
         return _json_error(status, message)
-    return _page(setup_views.error_page(message), status)
+    return html_page(setup_views.error_page(message), status)
 
 
 async def show_setup(request: web.Request) -> web.Response:
@@ -198,7 +188,7 @@ async def show_setup(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     org = request.query.get("org", "").strip()
-    if org and not _LOGIN.match(org):
+    if org and not _LOGIN.fullmatch(org):
         return _json_error(400, "org must be a GitHub organisation login")
     base_url = public_base_url(request)
     name = request.query.get("name", "").strip() or default_app_name(base_url)
@@ -214,7 +204,8 @@ async def show_setup(request: web.Request) -> web.Response:
         configured_app_id=settings.github_app_id,
         token=request.query.get("token", ""),
     )
-    response = _page(page, form_action=web_url)
+    # The page's forms go to GitHub (create the App) and back to /setup (another owner).
+    response = html_page(page, form_action=f"'self' {web_url}")
     response.set_cookie(
         STATE_COOKIE,
         nonce,
@@ -245,11 +236,11 @@ async def exchange_code(session: aiohttp.ClientSession, api_url: str, code: str)
 async def setup_callback(request: web.Request) -> web.Response:
     settings = request.app[SETUP_SETTINGS]
     code, raw_state = request.query.get("code", ""), request.query.get("state", "")
-    if not _CODE.match(code) or not raw_state:
+    if not _CODE.fullmatch(code) or not raw_state:
         return _failure(request, 400, MISSING_CODE)
     state = check_state(settings.webhook_secrets, raw_state, request.cookies.get(STATE_COOKIE, ""))
     if state is None:
-        log.warning("setup callback refused", extra=kv(reason="state"))
+        log.info("setup callback refused", extra=kv(reason="state"))
         return _failure(request, 403, BAD_STATE)
     if settings.github_app_id and not state.admin and _refusal(request, settings) is not None:
         return _json_error(403, ADMIN_ONLY)
@@ -259,14 +250,14 @@ async def setup_callback(request: web.Request) -> web.Response:
             app = await exchange_code(session, settings.github_api_url, code)
         except NotRetryable as exc:
             # The error's message holds the code in its path: log only what kind it was.
-            log.warning("setup exchange refused", extra=kv(status=exc.status))
+            log.info("setup exchange refused", extra=kv(status=exc.status))
             return _failure(request, 400, UNKNOWN_CODE)
         except ServiceError as exc:
             log.warning("setup exchange failed", extra=kv(kind=type(exc).__name__))
             return _failure(request, 502, GITHUB_FAILED)
     log.info("github app created", extra=kv(app_id=app.get("id"), slug=app.get("slug")))
     # The cookie stays: a reload then reaches GitHub again and explains the code is used.
-    return _page(setup_views.credentials_page(app))
+    return html_page(setup_views.credentials_page(app))
 
 
 def add_routes(app: web.Application, settings: Settings) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from bot.integrations.errors import NotRetryable
-from bot.jsonvalues import json_value
+from bot.jsonvalues import JSON_OBJECTS, parse_document
 from bot.logs import kv
 from bot.model import Comment, Item, Kind, Link
 from bot.outputs import Output
@@ -61,11 +61,15 @@ async def apply_outputs(
     return tracked_links, failures
 
 
-async def load_payload(job: JobContext, delivery_id: str | None) -> dict[str, Any] | None:
+async def load_payload(job: JobContext, delivery_id: str | None) -> Mapping[str, Any] | None:
+    """The stored delivery's body, read as the web process read it (bot.jsonvalues)."""
     if not delivery_id:
         return None
     row = await deliveries.load_delivery(job.worker.pool, delivery_id)
-    return json_value(row.body) if row is not None else None
+    if row is None:
+        return None
+    data = parse_document(row.body)  # it was read as a JSON object before it was stored
+    return data if isinstance(data, JSON_OBJECTS) else None
 
 
 async def load_item(
@@ -79,7 +83,7 @@ async def load_item(
     """From the stored delivery, or from GitHub when it was pruned (or for an import)."""
     payload = await load_payload(job, delivery_id) or {}
     data = payload.get("pull_request") or payload.get("issue")
-    if not isinstance(data, dict) or data.get("number") != number:
+    if not isinstance(data, JSON_OBJECTS) or data.get("number") != number:
         github = job.worker.github
         fetch = github.pull_request if kind == "pull_request" else github.issue
         data = await fetch(repository, number, installation_id)
@@ -158,7 +162,7 @@ async def sync_comment(
     kind: Kind = "pull_request" if is_pull_request else "issue"
     payload = await load_payload(job, delivery_id) or {}
     issue, raw = payload.get("issue"), payload.get("comment")
-    if not isinstance(issue, dict) or not isinstance(raw, dict):
+    if not isinstance(issue, JSON_OBJECTS) or not isinstance(raw, JSON_OBJECTS):
         github = job.worker.github
         issue = await github.issue(repository, number, installation_id)
         raw = await github.issue_comment(repository, comment_id, installation_id)
