@@ -37,6 +37,24 @@ TOO_LONG = "The entered text is too long. It exceeds the allowed limit of 32,767
 NOT_AUTHENTICATED = "You are not authenticated. Authentication required to perform this operation."
 NO_ISSUE = "Issue does not exist or you do not have permission to see it."
 _CLAUSE = re.compile(r'^(\w+)\s*(=|~)\s*"([^"]*)"$')
+NO_PROJECT = "No project could be found with key '{key}'."
+# Every project's workflow, as a small Jira site's default one: each status, and the
+# transitions offered from it (id, name, the status it leads to).
+WORKFLOW: dict[str, list[tuple[str, str, str]]] = {
+    "To Do": [
+        ("11", "Start Progress", "In Progress"),
+        ("31", "Done", "Done"),
+        ("41", "Won't Do", "Won't Do"),
+    ],
+    "In Progress": [
+        ("21", "Stop Progress", "To Do"),
+        ("31", "Done", "Done"),
+        ("41", "Won't Do", "Won't Do"),
+    ],
+    "Done": [("51", "Reopen", "To Do")],
+    "Won't Do": [("51", "Reopen", "To Do")],
+}
+ISSUE_TYPES = ("Task", "Bug", "Story")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -81,6 +99,8 @@ class FakeJira:
         self.mode = mode
         self.context_path = CONTEXT_PATH[mode]
         self.projects = set(projects)
+        # The issue types the account may create, per project (every project: ISSUE_TYPES).
+        self.issue_types: dict[str, tuple[str, ...]] = {}
         self.issues: dict[str, FakeIssue] = {}
         self.requests: list[tuple[str, str]] = []
         # While True, new issues stay invisible to search until reindex(), as on a busy site.
@@ -112,6 +132,8 @@ class FakeJira:
         issue_id = str(next(self._ids))
         all_fields = {"project": {"key": project}, "summary": summary, **fields}
         all_fields["description"] = description
+        all_fields.setdefault("status", {"name": "To Do"})
+        all_fields.setdefault("labels", [])
         self.issues[key] = FakeIssue(issue_id, key, all_fields, indexed=not self.search_lag)
         return key
 
@@ -131,6 +153,12 @@ class FakeJira:
             if (method is None or m == method) and p.removeprefix("/rest/api/2").endswith(path)
         )
 
+    def status(self, key: str) -> str:
+        return str(self.issues[key].fields["status"]["name"])
+
+    def creatable(self, project: str) -> tuple[str, ...]:
+        return self.issue_types.get(project, ISSUE_TYPES)
+
     def comment_bodies(self, key: str) -> list[str]:
         return [c["body"] for c in self.issues[key].comments]
 
@@ -144,6 +172,11 @@ class FakeJira:
         app.router.add_post(f"{api}/issue/{{key}}/comment", self._add_comment)
         app.router.add_get(f"{api}/issue/{{key}}/remotelink", self._get_remote_links)
         app.router.add_post(f"{api}/issue/{{key}}/remotelink", self._put_remote_link)
+        app.router.add_put(f"{api}/issue/{{key}}", self._edit_issue)
+        app.router.add_get(f"{api}/issue/{{key}}/transitions", self._get_transitions)
+        app.router.add_post(f"{api}/issue/{{key}}/transitions", self._do_transition)
+        app.router.add_get(f"{api}/project/{{key}}/statuses", self._project_statuses)
+        app.router.add_get(f"{api}/issue/createmeta/{{key}}/issuetypes", self._create_meta)
         app.router.add_post(f"{api}/search", self._search_by_offset)
         app.router.add_post(f"{api}/search/jql", self._search_by_token)
         return app
@@ -212,7 +245,7 @@ class FakeJira:
         project = (fields.get("project") or {}).get("key")
         if project not in self.projects:
             raise JiraAnswer(400, project="valid project is required")
-        if (fields.get("issuetype") or {}).get("name") not in ("Task", "Bug", "Story"):
+        if (fields.get("issuetype") or {}).get("name") not in self.creatable(project):
             raise JiraAnswer(400, issuetype="valid issue type is required")
         summary = fields.get("summary") or ""
         if not summary:
@@ -230,6 +263,73 @@ class FakeJira:
         issue = self.issues[key]
         answer = {"id": issue.id, "key": key, "self": self._self(request, issue)}
         return web.json_response(answer, status=201)
+
+    async def _edit_issue(self, request: web.Request) -> web.Response:
+        """Only what the bot sends: ``{"update": {"labels": [{"add": x}, {"remove": y}]}}``."""
+        issue = self._find(request)
+        body = await request.json()
+        unknown = set(body) - {"update"} or set(body.get("update") or {}) - {"labels"}
+        if unknown:
+            raise JiraAnswer(400, **{name: "not supported by the fake" for name in unknown})
+        labels: list[str] = issue.fields["labels"]
+        for change in body["update"]["labels"]:
+            ((operation, name),) = change.items()
+            if operation not in ("add", "remove"):
+                raise JiraAnswer(400, labels=f"Operation '{operation}' is not supported.")
+            if " " in name or not name:
+                raise JiraAnswer(
+                    400, labels=f"The label '{name}' contains spaces which is invalid."
+                )
+            if operation == "add" and name not in labels:
+                labels.append(name)
+            if operation == "remove" and name in labels:
+                labels.remove(name)
+        return web.Response(status=204)
+
+    async def _get_transitions(self, request: web.Request) -> web.Response:
+        issue = self._find(request)
+        offered = WORKFLOW[issue.fields["status"]["name"]]
+        return web.json_response(
+            {
+                "expand": "transitions",
+                "transitions": [
+                    {"id": i, "name": name, "to": {"name": to, "id": str(100 + n)}}
+                    for n, (i, name, to) in enumerate(offered)
+                ],
+            }
+        )
+
+    async def _do_transition(self, request: web.Request) -> web.Response:
+        issue = self._find(request)
+        wanted = str(((await request.json()).get("transition") or {}).get("id") or "")
+        for transition_id, _, to in WORKFLOW[issue.fields["status"]["name"]]:
+            if transition_id == wanted:
+                issue.fields["status"] = {"name": to}
+                return web.Response(status=204)
+        raise JiraAnswer(400, [f"Transition id '{wanted}' is not valid for this issue."])
+
+    async def _project_statuses(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        if key not in self.projects:
+            raise JiraAnswer(404, [NO_PROJECT.format(key=key)])
+        statuses = [{"name": name, "id": str(n + 1)} for n, name in enumerate(WORKFLOW)]
+        return web.json_response(
+            [
+                {"id": str(n + 10000), "name": kind, "subtask": False, "statuses": statuses}
+                for n, kind in enumerate((*ISSUE_TYPES, "Epic"))
+            ]
+        )
+
+    async def _create_meta(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        if key not in self.projects:
+            raise JiraAnswer(404, [NO_PROJECT.format(key=key)])
+        kinds = [{"id": str(n + 10000), "name": k} for n, k in enumerate(self.creatable(key))]
+        start = int(request.query.get("startAt", 0))
+        size = min(int(request.query.get("maxResults", 50)), self.max_results)
+        page = {"startAt": start, "maxResults": size, "total": len(kinds)}
+        name = "issueTypes" if self.mode == "cloud" else "values"
+        return web.json_response({**page, name: kinds[start : start + size]})
 
     async def _get_comments(self, request: web.Request) -> web.Response:
         comments = list(self._find(request).comments)
