@@ -10,11 +10,12 @@ from typing import Any
 
 import aiohttp
 
-from bot.cli import actions
+from bot.cli import actions, checks
 from bot.cli.common import UsageError, connected, load_settings, run
 from bot.cli.tables import table
 from bot.config import Settings
 from bot.integrations.github import GitHubClient
+from bot.integrations.jira import JiraClient
 from bot.model import REPOSITORY_NAME
 from bot.store import deliveries, jobs, projects
 from bot.worker import recovery
@@ -26,17 +27,33 @@ def _when(value: Any) -> str:
 
 def projects_create(args: argparse.Namespace) -> int:
     try:
-        project = projects.make_project(args.repository, args.key, args.labels, args.components)
+        project = projects.make_project(
+            args.repository,
+            args.key,
+            args.labels,
+            args.components,
+            args.issue_type or projects.DEFAULT_ISSUE_TYPE,
+            projects.Transitions(args.on_merge, args.on_close, args.on_reopen),
+        )
     except projects.InvalidProject as exc:
         raise UsageError(str(exc)) from None
+    settings = load_settings()
+    # What Jira must confirm: the issue type and transitions, when any is asked for.
+    check = not args.no_check and (args.issue_type or project.transitions.named())
+    if check:
+        checks.need_jira(settings)
 
     async def work(settings: Settings) -> int:
+        nonlocal project
+        if check:
+            async with aiohttp.ClientSession() as session:
+                project = await checks.check_project(JiraClient(session, settings), project)
         async with connected(settings) as (pool, _):
             new = await projects.save(pool, project)
         print(f"{'created' if new else 'updated'} {project.repository} -> {project.key}")
         return 0
 
-    return run(work, load_settings())
+    return run(work, settings)
 
 
 def projects_list(args: argparse.Namespace) -> int:
@@ -239,7 +256,16 @@ def _progress_bar(done: int, total: int, width: int = 30) -> None:
     )
 
 
-PROJECT_HEADINGS = ("REPOSITORY", "KEY", "LABELS", "COMPONENTS")
+PROJECT_HEADINGS = (
+    "REPOSITORY",
+    "KEY",
+    "ISSUE TYPE",
+    "LABELS",
+    "COMPONENTS",
+    "ON MERGE",
+    "ON CLOSE",
+    "ON REOPEN",
+)
 NO_PROJECTS = "no projects configured (add one with: python -m bot projects create OWNER/REPO KEY)"
 
 
@@ -250,7 +276,16 @@ def projects_table(mappings: list[projects.Project]) -> str:
     return table(
         PROJECT_HEADINGS,
         [
-            (p.repository, p.key, ", ".join(p.labels) or "-", ", ".join(p.components) or "-")
+            (
+                p.repository,
+                p.key,
+                p.issue_type,
+                ", ".join(p.labels) or "-",
+                ", ".join(p.components) or "-",
+                p.transitions.on_merge or "-",
+                p.transitions.on_close or "-",
+                p.transitions.on_reopen or "-",
+            )
             for p in mappings
         ],
     )
