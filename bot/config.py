@@ -28,6 +28,10 @@ DEFAULT_TRELLO_API_URL = "https://api.trello.com"
 DEFAULT_TZ = "UTC"
 DEFAULT_LOG_LEVEL = "INFO"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Whether new items look for the old service's cards and issues (docs/migrating.md):
+# "auto" until `links adopt` has recorded them all, "on" or "off" to force it.
+LEGACY_LOOKUP_CHOICES = ("auto", "on", "off")
+DEFAULT_LEGACY_LOOKUP = "auto"
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class Settings:
     jira_username: str = ""
     jira_password: str = _secret()
     jira_token: str = _secret()
+    # Migrating from the old service (docs/migrating.md)
+    legacy_lookup: str = DEFAULT_LEGACY_LOOKUP
     # Summary (docs/summary.md)
     github_summary_gist_id: str = ""
     summary_template: str = ""
@@ -167,6 +173,9 @@ class Settings:
             jira_username=reader.text("JIRA_USERNAME"),
             jira_password=reader.text("JIRA_PASSWORD"),
             jira_token=reader.text("JIRA_TOKEN"),
+            legacy_lookup=reader.choice(
+                "LEGACY_LOOKUP", LEGACY_LOOKUP_CHOICES, DEFAULT_LEGACY_LOOKUP
+            ),
             github_summary_gist_id=reader.text("GITHUB_SUMMARY_GIST_ID"),
             summary_template=reader.text("SUMMARY_TEMPLATE_URL") or reader.text("SUMMARY_TEMPLATE"),
             environ=dict(env),
@@ -256,11 +265,14 @@ class _Reader:
         return value
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
-        raw = self.text(name).upper() or default
-        if raw not in choices:
+        """One of ``choices``, in any case (given as the choices spell it)."""
+        raw = self.text(name)
+        for choice in choices:
+            if raw.casefold() == choice.casefold():
+                return choice
+        if raw:
             self.problems.append(f"{name} must be one of {', '.join(choices)} (got {raw!r})")
-            return default
-        return raw
+        return default
 
     def flag(self, name: str) -> bool:
         raw = self.text(name).lower()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-from bot.jsonvalues import scalar_at
+from bot.jsonvalues import JSON_OBJECTS, scalar_at
 
 Kind = Literal["pull_request", "issue"]
 
@@ -39,6 +39,12 @@ def permission_covers(granted: str | None, needed: str) -> bool:
     if granted not in PERMISSION_LEVELS:
         return False
     return PERMISSION_LEVELS.index(granted) >= PERMISSION_LEVELS.index(needed)
+
+
+# A pull request's or issue's web address: repository, "pull" or "issues", number.
+ITEM_URL = re.compile(
+    r"https?://[^\s/|\]]+/([A-Za-z0-9-]+/[A-Za-z0-9._-]+)/(pull|issues)/([1-9][0-9]{0,9})"
+)
 
 
 class InvalidRepository(ValueError):
@@ -123,6 +129,9 @@ def _name(value: Any) -> str | None:
 
 # The actions that set an item's state: of two, the later one decides what outputs show.
 STATE_ACTIONS = ("opened", "closed", "reopened")
+# The actions that change an item's labels. Each payload carries the whole list, so of
+# two, the later one decides too (a late delivery of an older list must not undo it).
+LABEL_ACTIONS = ("labeled", "unlabeled")
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,14 @@ class Contributor:
 
 
 @dataclass(frozen=True)
+class Label:
+    """A GitHub label: its name and its colour (six hex digits, as GitHub gives it)."""
+
+    name: str
+    color: str = ""
+
+
+@dataclass(frozen=True)
 class Item:
     """A pull request or issue, as GitHub describes it in a payload or the REST API."""
 
@@ -167,6 +184,8 @@ class Item:
     state: str  # "open" or "closed"
     merged: bool = False
     installation_id: int | None = None
+    labels: tuple[Label, ...] = ()
+    head_branch: str = ""  # a pull request's branch, e.g. "ticket/PUP-123-fix"
 
     @property
     def key(self) -> str:
@@ -193,7 +212,20 @@ class Item:
             state=str(data.get("state") or "open"),
             merged=bool(data.get("merged") or data.get("merged_at")),
             installation_id=installation_id,
+            labels=_labels(data.get("labels")),
+            head_branch=str((data.get("head") or {}).get("ref") or ""),
         )
+
+
+def _labels(raw: Any) -> tuple[Label, ...]:
+    """The labels of a payload or REST object, each name once (GitHub's names are unique
+    regardless of case), in GitHub's order."""
+    found: dict[str, Label] = {}
+    for label in raw if isinstance(raw, list) else []:
+        name = str(label.get("name") or "").strip() if isinstance(label, JSON_OBJECTS) else ""
+        if name and name.lower() not in found:
+            found[name.lower()] = Label(name, str(label.get("color") or ""))
+    return tuple(found.values())
 
 
 @dataclass(frozen=True)
@@ -212,3 +244,9 @@ class Link:
     external_id: str  # card id, issue key
     url: str
     label: str  # e.g. "Trello card" or "PUP-1234"
+    # What the output has to say about this run, for the job's outcome (not the status
+    # comment): a key it ignored, a transition it skipped and why.
+    note: str = ""
+    # The event made the output track the item somewhere new (an edited title that
+    # names another Jira issue): the status comment must say so.
+    moved: bool = False

@@ -110,3 +110,78 @@ async def test_a_pull_request_and_an_issue_from_open_to_reopen(
     assert "Last sync: reopened at " in status["body"] and status["body"].endswith(": ok.")
     assert fake_github.calls("POST", "/app/installations/") == 1
     assert len(fake_github.comments) == 1  # the bot's own comment started nothing
+
+
+async def test_an_edited_title_links_the_issue_it_names_and_the_status_comment_follows(
+    make_client: Any,
+    full_settings: Settings,
+    pool: asyncpg.Pool,
+    fake_jira: FakeJira,
+    fake_github: FakeGitHub,
+) -> None:
+    client = await make_client(**app_changes(full_settings))
+    untitled = {"pull_request__title": "Fix ordering", "pull_request__head__ref": "ordering"}
+    await deliver(client, "pull_request/opened", **untitled)
+    assert (await run_worker(full_settings, pool)).jobs_failed == 0
+    (status,) = [c for c in fake_github.comments.values() if MARKER in c["body"]]
+    assert "[PUP-1](" in status["body"]
+
+    fake_jira.add_issue("PUP", "Exec refreshonly fires a run late", key="PUP-11993")
+    await deliver(client, "pull_request/edited")  # the title now names PUP-11993
+    assert (await run_worker(full_settings, pool)).jobs_failed == 0
+
+    (status,) = [c for c in fake_github.comments.values() if MARKER in c["body"]]
+    assert "[PUP-11993](" in status["body"] and "[PUP-1](" not in status["body"]
+    assert "Last sync: edited at " in status["body"]
+    outcome = await pool.fetchval("SELECT outcome FROM jobs WHERE kwargs->>'action' = 'edited'")
+    assert outcome.endswith("jira: linked to PUP-11993, which the pull request names (was PUP-1)")
+    # Edited again: nothing moved, so the status comment is left as it is.
+    edits = fake_github.calls("PATCH", "/repos/puppetlabs/puppet/issues/comments/")
+    await deliver(client, "pull_request/edited", pull_request__body="Reworded")
+    assert (await run_worker(full_settings, pool)).jobs_failed == 0
+    assert fake_github.calls("PATCH", "/repos/puppetlabs/puppet/issues/comments/") == edits
+
+
+async def test_labels_reach_the_card_and_the_issue_and_follow_github(
+    make_client: Any,
+    full_settings: Settings,
+    pool: asyncpg.Pool,
+    trello: FakeTrello,
+    fake_jira: FakeJira,
+    fake_github: FakeGitHub,
+) -> None:
+    fake_jira.add_issue("PUP", "Exec refreshonly fires a run late", key="PUP-11993")
+    client = await make_client(**app_changes(full_settings))
+    await deliver(client, "pull_request/opened", "pull_request/labeled", "issues/opened")
+    await deliver(client, "issues/labeled")
+    assert (await run_worker(full_settings, pool)).jobs_failed == 0
+    (card,) = trello.cards_named("(PR puppet/8412)")
+    assert trello.label_names(card) == ["bug", "needs triage"]
+    assert fake_jira.issues["PUP-11993"].fields["labels"] == ["bug", "needs_triage"]
+    (issue_card,) = trello.cards_named("(GH-ISSUE puppet/8413)")
+    assert trello.label_names(issue_card) == ["windows"]
+
+    await deliver(client, "pull_request/unlabeled")  # "needs triage" taken off
+    assert (await run_worker(full_settings, pool)).jobs_failed == 0
+    assert trello.label_names(card) == ["bug"]
+    assert fake_jira.issues["PUP-11993"].fields["labels"] == ["bug"]
+    # Labels never touch the status comment.
+    (status,) = [c for c in fake_github.comments.values() if MARKER in c["body"]]
+    assert "Last sync: opened at " in status["body"]
+
+
+async def test_a_late_delivery_of_older_labels_does_not_undo_newer_ones(
+    make_client: Any, full_settings: Settings, pool: asyncpg.Pool, trello: FakeTrello
+) -> None:
+    client = await make_client(**app_changes(full_settings))
+    await deliver(client, "pull_request/opened", "pull_request/labeled", "pull_request/unlabeled")
+    assert (await run_worker(full_settings, pool)).jobs_failed == 0
+    # GitHub sends the "labeled" delivery again, hours late (a redelivery: a new id).
+    await deliver(client, "pull_request/labeled")
+    assert (await run_worker(full_settings, pool)).jobs_failed == 0
+    (card,) = trello.cards_named("(PR puppet/8412)")
+    assert trello.label_names(card) == ["bug"]
+    outcomes = await pool.fetch(
+        "SELECT outcome FROM jobs WHERE kwargs->>'action' = 'labeled' ORDER BY id"
+    )
+    assert outcomes[-1]["outcome"] == "labeled puppetlabs/puppet#8412: superseded by a later event"

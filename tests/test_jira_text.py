@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from bot.model import Contributor, Item
+from bot.model import Contributor, Item, Label
 from bot.outputs import jira_text
 
 PR = Item(
@@ -189,3 +189,54 @@ def test_cutting_counts_like_jira_and_never_splits_a_character() -> None:
     assert comment.endswith("🎉… (truncated)")
     assert jira_text.cut("&#92;&#92;", 7, "…") == "&#92;…"
     assert jira_text.cut("short", 10) == "short"
+
+
+def test_keys_are_read_in_title_branch_and_first_body_line_in_any_case() -> None:
+    pr = dataclasses.replace(
+        PR,
+        title="(pup-12) and PUP-12 again, FACT-3, UTF-8 and Sha-256",
+        head_branch="ticket/Pup-0013-fix_PUP-14",
+        body="Closes PUP-15 and MYPUP-16\nPUP-17 is on the second line",
+    )
+    keys, others = jira_text.keys_named(pr, "PUP")
+    # "fix_PUP-14" would be a key of project FIX_PUP: project keys may hold "_".
+    assert keys == ["PUP-12", "PUP-13", "PUP-15"]
+    assert others == ["FACT-3", "UTF-8", "MYPUP-16"]  # in capitals, of other projects
+    assert jira_text.keys_named(PR, "PUP") == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("name", "label"),
+    [
+        ("bug", "bug"),
+        ("good first issue", "good_first_issue"),
+        (" a \t b ", "a_b"),
+        ("x" * 300, "x" * 255),
+    ],
+)
+def test_github_labels_become_jira_labels(name: str, label: str) -> None:
+    assert jira_text.label(name) == label
+
+
+def test_what_adoption_reads_back_from_an_old_issue() -> None:
+    line = jira_text.webhooks_id_line(PR)
+    description = jira_text.description(PR, AUTHOR) + f"\nquoted: \\{line}"
+    assert jira_text.webhooks_ids_in(description) == [jira_text.webhooks_id(PR)]
+    assert jira_text.webhooks_id_of("puppetlabs/puppet", 42) == jira_text.webhooks_id(PR)
+    assert jira_text.pull_request_urls(description) == [("puppetlabs/puppet", 42)] * 2
+    assert jira_text.summary_number(jira_text.summary(PR)) == 42
+    assert jira_text.summary_number("Pull Request (8412): Old") == 8412
+    assert jira_text.summary_number("About PR (7): x") is None
+
+
+def test_labels_and_branch_are_read_from_github() -> None:
+    data = {
+        "number": 7,
+        "html_url": "https://github.com/o/r/pull/7",
+        "labels": [{"name": "bug", "color": "d73a4a"}, {"name": "Bug"}, {"name": " "}, "junk"],
+        "head": {"ref": "pup-7-fix"},
+    }
+    item = Item.from_github("pull_request", "o/r", data, None)
+    assert item.labels == (Label("bug", "d73a4a"),) and item.head_branch == "pup-7-fix"
+    issue = Item.from_github("issue", "o/r", {"number": 8, "html_url": "u"}, None)
+    assert issue.labels == () and issue.head_branch == ""

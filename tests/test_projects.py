@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
+from bot.cli import checks
 from bot.cli.admin import projects_table
+from bot.cli.common import UsageError
 from bot.config import Settings
+from bot.integrations.jira import JiraClient
 from bot.store import projects
-from bot.store.projects import InvalidProject, Project
+from bot.store.projects import InvalidProject, Project, Transitions
 from tests.fakes.jira import FakeJira
 from tests.test_cli import bot
 
@@ -56,14 +61,24 @@ def test_bad_mappings_are_refused(
 def test_the_table_is_aligned() -> None:
     table = projects_table(
         [
-            Project("puppetlabs/puppet", "PUP", ("community", "triage"), ("Agent",)),
+            Project(
+                "puppetlabs/puppet",
+                "PUP",
+                ("community", "triage"),
+                ("Agent",),
+                "Story",
+                Transitions("Done", "Won't Do", "In Progress"),
+            ),
             Project("voxpupuli/puppet-nginx", "MODULES"),
         ]
     )
     assert table.splitlines() == [
-        "REPOSITORY              KEY      LABELS             COMPONENTS",
-        "puppetlabs/puppet       PUP      community, triage  Agent",
-        "voxpupuli/puppet-nginx  MODULES  -                  -",
+        "REPOSITORY              KEY      ISSUE TYPE  LABELS             COMPONENTS"
+        "  ON MERGE  ON CLOSE  ON REOPEN",
+        "puppetlabs/puppet       PUP      Story       community, triage  Agent     "
+        "  Done      Won't Do  In Progress",
+        "voxpupuli/puppet-nginx  MODULES  Task        -                  -         "
+        "  -         -         -",
     ]
     assert projects_table([]).startswith("no projects configured")
 
@@ -96,8 +111,8 @@ async def test_the_cli_round_trip(
     code, out, _ = await bot("projects", "list", env=env)
     assert code == 0
     assert out.splitlines() == [
-        "REPOSITORY         KEY     LABELS  COMPONENTS",
-        "puppetlabs/puppet  PUPPET  -       -",
+        "REPOSITORY         KEY     ISSUE TYPE  LABELS  COMPONENTS  ON MERGE  ON CLOSE  ON REOPEN",
+        "puppetlabs/puppet  PUPPET  Task        -       -           -         -         -",
     ]
     assert await projects.get(pool, "puppetlabs/puppet") == Project("puppetlabs/puppet", "PUPPET")
 
@@ -143,7 +158,7 @@ async def test_create_asks_jira_first(
     code, out, err = unknown
     assert code == 2 and out == "" and "Jira has no project NOPE" in err and "--no-check" in err
     code, out, err = no_task
-    assert code == 2 and "FACT has no issue type Task (it has Bug, Story)" in err
+    assert code == 2 and "cannot create 'Task' issues in FACT (it can create: Bug, Story)" in err
     code, out, err = lacking  # saved: the permission can be granted later
     assert code == 0 and out == "created puppetlabs/puppet -> PUP\n"
     assert "warning: the account lacks Add comments in PUP" in err
@@ -194,3 +209,88 @@ async def test_an_unreachable_database_is_reported_without_its_password() -> Non
     code, _, err = await bot("projects", "list", env={"DATABASE_URL": url})
     assert code == 1 and "cannot use the database" in err
     assert "hunter2" not in err and "Traceback" not in err
+
+
+async def test_issue_type_and_transitions_are_checked_with_jira(
+    service_urls: tuple[str, str], jira_settings: Settings, pool: asyncpg.Pool
+) -> None:
+    env = jira_env(jira_settings)
+    code, out, err = await bot(
+        "projects", "create", "puppetlabs/puppet", "PUP", "--issue-type", "story",
+        "--on-merge", "done", "--on-close", "Won't Do", "--on-reopen", "In Progress",
+        env=env,
+    )  # fmt: skip
+    assert (code, out, err) == (0, "created puppetlabs/puppet -> PUP\n", "")
+    # Saved as Jira spells the names.
+    saved = Project(
+        "puppetlabs/puppet", "PUP", (), (), "Story", Transitions("Done", "Won't Do", "In Progress")
+    )
+    assert await projects.get(pool, "puppetlabs/puppet") == saved
+    code, out, _ = await bot("projects", "list", env=env)
+    assert (code, out) == (0, projects_table([saved]) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("key", "options", "message"),
+    [
+        (
+            "NOPE",
+            {},
+            "Jira has no project NOPE (or the account cannot see it); pass --no-check to save "
+            "it without asking Jira",
+        ),
+        (
+            "PUP",
+            {"issue_type": "Epic"},
+            "the account cannot create 'Epic' issues in PUP (it can create: Task, Bug, Story)",
+        ),
+        (
+            "PUP",
+            {"transitions": Transitions(on_merge="Dnoe")},
+            "--on-merge 'Dnoe': Task issues in PUP have no such status (To Do, In Progress, "
+            "Done, Won't Do); a transition named otherwise than the status it leads to is "
+            "accepted with --no-check",
+        ),
+    ],
+)
+async def test_what_jira_does_not_know_is_refused(
+    jira_settings: Settings, key: str, options: dict[str, Any], message: str
+) -> None:
+    project = projects.make_project("puppetlabs/puppet", key, **options)
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(UsageError) as refused:
+            await checks.check_project(JiraClient(session, jira_settings), project)
+    assert str(refused.value) == message
+
+
+async def test_refusals_exit_2_or_1_and_nothing_is_saved(
+    service_urls: tuple[str, str], jira_settings: Settings, pool: asyncpg.Pool
+) -> None:
+    env = jira_env(jira_settings)
+    repo = "puppetlabs/puppet"
+    no_jira = {"DATABASE_URL": service_urls[0]}
+    bad_password = jira_env(jira_settings, JIRA_PASSWORD="wrong-password-99")
+    results = await asyncio.gather(
+        bot("projects", "create", repo, "NOPE", "--on-merge", "Done", env=env),
+        bot("projects", "create", repo, "PUP", "--on-merge", " ", env=env),
+        bot("projects", "create", repo, "PUP", "--on-close", "Done", env=no_jira),
+        bot("projects", "create", repo, "PUP", "--on-merge", "Done", env=bad_password),
+    )
+    expected = [
+        (2, "Jira has no project NOPE (or the account cannot see it)"),
+        (2, "--on-merge cannot be empty"),
+        (2, "checking the project against Jira needs JIRA_SITE"),
+        (1, "GET /rest/api/2/project/PUP/statuses answered 401"),
+    ]
+    for (code, out, err), (status, message) in zip(results, expected, strict=True):
+        assert (code, out) == (status, ""), err
+        assert message in err and "Traceback" not in err and "wrong-password-99" not in err
+    assert await projects.list_all(pool) == []
+
+    # A transition named otherwise than its status is taken on trust with --no-check.
+    code, out, _ = await bot(
+        "projects", "create", repo, "PUP", "--on-merge", "Close Issue", "--no-check", env=env
+    )
+    assert (code, out) == (0, "created puppetlabs/puppet -> PUP\n")
+    saved = await projects.get(pool, repo)
+    assert saved is not None and saved.transitions.on_merge == "Close Issue"

@@ -61,12 +61,14 @@ async def test_slack_output_end_to_end(
     for name in (
         "pull_request/opened",
         "issue_comment/created_on_pull_request",
+        "pull_request/labeled",  # the thread says nothing of labels or edits
+        "pull_request/edited",
         "pull_request/closed_merged",
         "pull_request/opened",
     ):
         headers, body = delivery(name)
         assert (await client.post("/webhooks", data=body, headers=headers)).status == 202
-    await run_worker(slack_settings, pool)
+    assert (await run_worker(slack_settings, pool)).jobs_failed == 0
 
     (opened,) = [m for m in fake_slack.messages if "thread_ts" not in m]
     assert opened["text"] == (

@@ -20,6 +20,8 @@ from bot.outputs.trello_text import (
     comment_text,
     fit,
     identifier,
+    label_color,
+    parse_identifier,
     reopened_text,
     response_due,
 )
@@ -230,3 +232,27 @@ def test_response_due_date_across_daylight_saving_changes() -> None:
 def test_response_due_date_needs_an_aware_time() -> None:
     with pytest.raises(ValueError, match="aware"):
         response_due(datetime(2025, 3, 3, 10, 0), BERLIN)
+
+
+@pytest.mark.parametrize(
+    ("name", "parsed"),
+    [
+        ("(PR puppet/8412) Fix [Adrien]", ("pull_request", "puppet", 8412)),
+        ("Moved: (GH-ISSUE puppet-agent.x/3) Crash", ("issue", "puppet-agent.x", 3)),
+        ("(PR puppet/0) zero", None),
+        ("(PR owner/puppet/1) not ours", None),
+        ("PR puppet/1 without brackets", None),
+    ],
+)
+def test_identifiers_are_read_back_from_card_names(name: str, parsed: object) -> None:
+    assert parse_identifier(name) == parsed
+
+
+@pytest.mark.parametrize(
+    ("github", "trello"),
+    [("d73a4a", "red"), ("0075ca", "blue"), ("fbca04", "yellow"), ("0e8a16", "green"),
+     ("a2eeef", "sky"), ("7057ff", "purple"), ("cfd3d7", "black_light"), ("000000", "black"),
+     ("", None), ("red", None)],
+)  # fmt: skip
+def test_github_colours_become_the_nearest_trello_colour(github: str, trello: object) -> None:
+    assert label_color(github) == trello

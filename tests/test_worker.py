@@ -33,8 +33,8 @@ async def test_every_recorded_delivery_is_processed_by_the_worker(
         await post(client, f"{path.parent.name}/{path.stem}")
     worker = await run_worker(settings, pool, redis)
     statuses = await pool.fetch("SELECT status, count(*) AS n FROM jobs GROUP BY status")
-    assert {r["status"]: r["n"] for r in statuses} == {"done": 12}
-    assert worker.jobs_complete == 12 and worker.jobs_failed == 0
+    assert {r["status"]: r["n"] for r in statuses} == {"done": 16}
+    assert worker.jobs_complete == 16 and worker.jobs_failed == 0
     assert await pool.fetchval("SELECT count(*) FROM deliveries") == len(fixture_paths())
 
 

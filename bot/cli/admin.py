@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -11,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.cli import actions
+from bot.cli import actions, checks
 from bot.cli.common import UsageError, connected, load_settings, run
 from bot.cli.tables import table
 from bot.config import Settings
@@ -20,7 +19,6 @@ from bot.integrations.errors import ServiceError
 from bot.integrations.github import GitHubClient
 from bot.integrations.jira import JiraClient
 from bot.model import REPOSITORY_NAME
-from bot.outputs import jira as jira_output
 from bot.store import deliveries, jobs, projects
 from bot.worker import recovery
 
@@ -31,44 +29,45 @@ def _when(value: Any) -> str:
 
 def projects_create(args: argparse.Namespace) -> int:
     try:
-        project = projects.make_project(args.repository, args.key, args.labels, args.components)
+        project = projects.make_project(
+            args.repository,
+            args.key,
+            args.labels,
+            args.components,
+            args.issue_type or projects.DEFAULT_ISSUE_TYPE,
+            projects.Transitions(args.on_merge, args.on_close, args.on_reopen),
+        )
     except projects.InvalidProject as exc:
         raise UsageError(str(exc)) from None
     settings = load_settings()
-    if not args.no_check:
-        try:
-            warning = asyncio.run(check_in_jira(settings, project.key))
-        except ServiceError as exc:
-            print(f"error: cannot check {project.key} in Jira ({exc}); {NO_CHECK}", file=sys.stderr)
-            return 1
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
+    # Unless told not to, Jira confirms the project, the issue type and the transitions
+    # before anything is saved.
+    check = not args.no_check
+    if check:
+        checks.need_jira(settings)
 
     async def work(settings: Settings) -> int:
+        nonlocal project
+        if check:
+            try:
+                async with aiohttp.ClientSession() as session:
+                    client = JiraClient(session, settings)
+                    project = await checks.check_project(client, project)
+                    lacking = await doctor_jira.missing_permissions(client, project.key)
+            except ServiceError as exc:
+                print(
+                    f"error: cannot check {project.key} in Jira ({exc}); {checks.NO_CHECK}",
+                    file=sys.stderr,
+                )
+                return 1
+            if lacking:
+                print(f"warning: {lacking.message}; {lacking.fix}", file=sys.stderr)
         async with connected(settings) as (pool, _):
             new = await projects.save(pool, project)
         print(f"{'created' if new else 'updated'} {project.repository} -> {project.key}")
         return 0
 
     return run(work, settings)
-
-
-NO_CHECK = "pass --no-check to map it without asking Jira"
-
-
-async def check_in_jira(settings: Settings, key: str) -> str:
-    """Refuse (UsageError) a project, or the issue type the output creates, that Jira does
-    not know; return a warning when the account may not comment or link there."""
-    missing = jira_output.missing_settings(settings)
-    if missing:
-        raise UsageError(f"cannot check {key} in Jira: {', '.join(missing)} not set; {NO_CHECK}")
-    async with aiohttp.ClientSession() as http:
-        client = JiraClient(http, settings)
-        unknown = await doctor_jira.unknown_project(client, key)
-        if unknown is not None:
-            raise UsageError(f"{unknown.message}; {unknown.fix}, or {NO_CHECK}")
-        lacking = await doctor_jira.missing_permissions(client, key)
-    return f"{lacking.message}; {lacking.fix}" if lacking else ""
 
 
 def projects_list(args: argparse.Namespace) -> int:
@@ -287,7 +286,16 @@ def _progress_bar(done: int, total: int, width: int = 30) -> None:
     )
 
 
-PROJECT_HEADINGS = ("REPOSITORY", "KEY", "LABELS", "COMPONENTS")
+PROJECT_HEADINGS = (
+    "REPOSITORY",
+    "KEY",
+    "ISSUE TYPE",
+    "LABELS",
+    "COMPONENTS",
+    "ON MERGE",
+    "ON CLOSE",
+    "ON REOPEN",
+)
 NO_PROJECTS = "no projects configured (add one with: python -m bot projects create OWNER/REPO KEY)"
 
 
@@ -298,7 +306,16 @@ def projects_table(mappings: list[projects.Project]) -> str:
     return table(
         PROJECT_HEADINGS,
         [
-            (p.repository, p.key, ", ".join(p.labels) or "-", ", ".join(p.components) or "-")
+            (
+                p.repository,
+                p.key,
+                p.issue_type,
+                ", ".join(p.labels) or "-",
+                ", ".join(p.components) or "-",
+                p.transitions.on_merge or "-",
+                p.transitions.on_close or "-",
+                p.transitions.on_reopen or "-",
+            )
             for p in mappings
         ],
     )

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bot.cli import admin, history, processes, receive
+from bot.cli import admin, history, processes, receive, trackers
 from bot.cli import doctor as doctor_command
 from bot.cli import summary as summary_command
 from bot.cli.common import UsageError, ensure_logging
@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_doctor(commands)
     add_items(commands)
     add_projects(commands)
+    add_trello(commands)
+    add_links(commands)
     add_summary(commands)
 
     commands.add_parser(
@@ -244,9 +246,11 @@ def add_projects(commands: Any) -> None:
     create = actions.add_parser(
         "create",
         help="map OWNER/REPO to a Jira project (replaces an existing mapping)",
-        description="Map OWNER/REPO to the Jira project KEY; new issues get the labels and "
-        "components given. Running it again for the same repository replaces the mapping. "
-        "Jira is asked first whether KEY exists and has the issue type the output creates.",
+        description="Map OWNER/REPO to the Jira project KEY; new issues get the issue type, "
+        "labels and components given, and the transitions given are made when a pull "
+        "request is merged, closed or reopened (when Jira offers them then). The issue type "
+        "and transitions are checked with Jira first. Running it again for the same "
+        "repository replaces the mapping.",
     )
     create.add_argument("repository", metavar="OWNER/REPO", help="e.g. puppetlabs/puppet")
     create.add_argument("key", metavar="KEY", help="Jira project key, e.g. PUP")
@@ -257,9 +261,24 @@ def add_projects(commands: Any) -> None:
         "--components", nargs="+", default=[], metavar="COMPONENT", help="components for new issues"
     )
     create.add_argument(
+        "--issue-type", metavar="TYPE", help="the type of new issues (default: Task)"
+    )
+    for event, when, example in (
+        ("merge", "merged", "Done"),
+        ("close", "closed without merging", "Won't Do"),
+        ("reopen", "reopened", "In Progress"),
+    ):
+        create.add_argument(
+            f"--on-{event}",
+            metavar="TRANSITION",
+            help=f"the transition (or the status it leads to) made when a pull request is "
+            f"{when}, e.g. {example!r}",
+        )
+    create.add_argument(
         "--no-check",
         action="store_true",
-        help="do not ask Jira whether KEY and its issue type exist (when offline)",
+        help="save without asking Jira whether the project, the issue type and the "
+        "transitions exist (when offline)",
     )
     create.set_defaults(func=admin.projects_create)
     actions.add_parser(
@@ -270,6 +289,65 @@ def add_projects(commands: Any) -> None:
     )
     delete.add_argument("repository", metavar="OWNER/REPO")
     delete.set_defaults(func=admin.projects_delete)
+
+
+def add_trello(commands: Any) -> None:
+    trello = commands.add_parser(
+        "trello",
+        help="which Trello list each repository's cards go to",
+        description="Give a repository its own Trello list for new cards (and reopened "
+        "ones); repositories without one use TRELLO_TARGET_LIST_ID.",
+    )
+    actions = trello.add_subparsers(dest="action", required=True, metavar="ACTION")
+    mapping = actions.add_parser(
+        "map",
+        help="send OWNER/REPO's new cards to LIST_ID (replaces an existing mapping)",
+        description="Send the new cards of OWNER/REPO to the list LIST_ID, which Trello is "
+        "asked about first. Running it again for the same repository replaces the mapping.",
+    )
+    mapping.add_argument("repository", metavar="OWNER/REPO")
+    mapping.add_argument("list_id", metavar="LIST_ID", help="a list id (24 hex digits)")
+    mapping.add_argument(
+        "--no-check", action="store_true", help="save without asking Trello about the list"
+    )
+    mapping.set_defaults(func=trackers.trello_map)
+    actions.add_parser(
+        "list", help="show every repository's list", description="Show every mapping."
+    ).set_defaults(func=trackers.trello_list)
+    unmap = actions.add_parser(
+        "unmap",
+        help="send OWNER/REPO's new cards to TRELLO_TARGET_LIST_ID again",
+        description="Remove a mapping.",
+    )
+    unmap.add_argument("repository", metavar="OWNER/REPO")
+    unmap.set_defaults(func=trackers.trello_unmap)
+
+
+def add_links(commands: Any) -> None:
+    links = commands.add_parser(
+        "links",
+        help="which card or issue tracks which item",
+        description="The record of which Trello card or Jira issue tracks which item.",
+    )
+    actions = links.add_subparsers(dest="action", required=True, metavar="ACTION")
+    adopt = actions.add_parser(
+        "adopt",
+        help="record every card and issue the old service made (once, when migrating)",
+        description="Read every card of the target list's board, the repositories' own "
+        "lists' boards and TRELLO_BOARDS, and every issue with a webhooks-id of the mapped "
+        "Jira projects; record each card or issue the old service made as its item's. "
+        "Items linked before keep their link; safe to run again. Once every one is "
+        "recorded, new items stop looking for them (LEGACY_LOOKUP=auto).",
+    )
+    adopt.add_argument(
+        "--owner",
+        action="append",
+        default=[],
+        metavar="OWNER",
+        help="the owner of repositories the old identifiers name (they omit it), when "
+        "neither the card nor the service knows it; may be given more than once",
+    )
+    adopt.set_defaults(func=trackers.links_adopt)
 
 
 def add_summary(commands: Any) -> None:

@@ -12,8 +12,7 @@ from bot.config import Settings
 from bot.doctor.findings import Finding, listed, ok, problem, skipped
 from bot.integrations.errors import NotRetryable
 from bot.integrations.jira import JiraClient
-from bot.outputs.jira import ISSUE_TYPE
-from bot.store.projects import Project
+from bot.store.projects import DEFAULT_ISSUE_TYPE, Project
 
 # What the output does besides creating issues, by Jira's permission keys.
 PERMISSIONS = {"ADD_COMMENTS": "Add comments", "LINK_ISSUES": "Link issues"}
@@ -56,20 +55,25 @@ async def check_jira(
                 "python -m bot projects create OWNER/REPO KEY",
             ),
         ]
-    by_key: dict[str, list[str]] = {}
+    # Each project with each issue type its mappings create.
+    by_key: dict[tuple[str, str], list[str]] = {}
     for mapping in mappings:
-        by_key.setdefault(mapping.key, []).append(mapping.repository)
+        by_key.setdefault((mapping.key, mapping.issue_type), []).append(mapping.repository)
     gate = asyncio.Semaphore(AT_ONCE)
 
-    async def one(key: str) -> Finding:
+    async def one(key: str, issue_type: str) -> Finding:
         async with gate:
-            return await check_project(client, key, by_key[key])
+            return await check_project(client, key, by_key[key, issue_type], issue_type)
 
-    return findings + list(await asyncio.gather(*(one(key) for key in sorted(by_key))))
+    checks = [one(key, issue_type) for key, issue_type in sorted(by_key)]
+    return findings + list(await asyncio.gather(*checks))
 
 
 async def check_project(
-    client: JiraClient, key: str, repositories: Sequence[str] = (), issue_type: str = ISSUE_TYPE
+    client: JiraClient,
+    key: str,
+    repositories: Sequence[str] = (),
+    issue_type: str = DEFAULT_ISSUE_TYPE,
 ) -> Finding:
     """Whether the output can work in project ``key``. Refusals of the account itself
     (bad credentials, Jira unreachable) are raised, not reported as the project's."""
@@ -86,7 +90,7 @@ async def check_project(
 
 
 async def unknown_project(
-    client: JiraClient, key: str, issue_type: str = ISSUE_TYPE, used: str = ""
+    client: JiraClient, key: str, issue_type: str = DEFAULT_ISSUE_TYPE, used: str = ""
 ) -> Finding | None:
     """A problem when there is no project ``key`` in which the account may create issues
     of ``issue_type`` (None: there is)."""

@@ -69,7 +69,7 @@ async def check_trello(settings: Settings, http: aiohttp.ClientSession) -> list[
 async def check_list(client: TrelloClient, check: str, list_id: str, var: str) -> Finding:
     try:
         found = await client.get_list(list_id)
-        board = await client.get_board(found.id_board)
+        board = await client.get_board(found.board_id)
     except NotRetryable as exc:
         if exc.status not in NOT_VISIBLE:
             raise

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -25,6 +27,15 @@ PAGE_SIZE = 50
 CREATEMETA_PAGES = 20
 
 Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A transition Jira offers from an issue's current status, and where it leads."""
+
+    id: str
+    name: str
+    to: str  # the status it leads to
 
 
 def authorization(settings: Settings) -> str:
@@ -166,13 +177,45 @@ class JiraClient:
         saved: Json = await self._request("POST", _issue_path(key, "remotelink"), body=link)
         return saved
 
+    async def transitions(self, key: str) -> list[Transition]:
+        """The transitions Jira offers from the issue's current status."""
+        data = await self._request("GET", _issue_path(key, "transitions")) or {}
+        return [
+            Transition(
+                str(t["id"]), str(t.get("name") or ""), str((t.get("to") or {}).get("name") or "")
+            )
+            for t in data.get("transitions") or []
+        ]
+
+    async def transition(self, key: str, transition_id: str) -> None:
+        await self._request(
+            "POST", _issue_path(key, "transitions"), body={"transition": {"id": transition_id}}
+        )
+
+    async def update_labels(self, key: str, add: Sequence[str], remove: Sequence[str]) -> None:
+        """Add and remove labels in one edit; the issue's other labels stay."""
+        changes = [{"add": name} for name in add] + [{"remove": name} for name in remove]
+        await self._request("PUT", _issue_path(key), body={"update": {"labels": changes}})
+
+    async def project_statuses(self, project: str) -> dict[str, list[str]]:
+        """Issue type name → the statuses its workflow has, in the project."""
+        data = await self._request("GET", f"{API}/project/{quote(project, safe='')}/statuses")
+        return {
+            str(kind.get("name") or ""): [
+                str(s.get("name") or "") for s in kind.get("statuses") or []
+            ]
+            for kind in data or []
+        }
+
     async def search(
-        self, jql: str, fields: Sequence[str] = ("summary",), *, limit: int = PAGE_SIZE
+        self, jql: str, fields: Sequence[str] = ("summary",), *, limit: int | None = PAGE_SIZE
     ) -> list[Json]:
-        """Up to ``limit`` issues matching ``jql``, on Cloud and Data Center alike.
+        """Up to ``limit`` issues matching ``jql`` (None: all of them), on Cloud and Data
+        Center alike.
 
         Results are eventually consistent: an issue created a moment ago may be missing.
         """
+        limit = sys.maxsize if limit is None else limit
         first, second = (
             (SEARCH, SEARCH_JQL) if self.search_endpoint == SEARCH else (SEARCH_JQL, SEARCH)
         )

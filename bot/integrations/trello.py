@@ -17,6 +17,9 @@ from bot.integrations.ratelimit import Limiter, SharedWindowLimiter, SlidingWind
 
 SERVICE = "trello"
 CARD_FIELDS = "name,closed,idList,shortUrl,url"
+LABELLED_CARD_FIELDS = "idBoard,idLabels"
+# Trello's most labels per board listing (boards rarely have more than a few dozen).
+LABEL_LIMIT = 1000
 # Boards answer newest cards first, at most this many per call; older ones via ``before``.
 BOARD_PAGE_SIZE = 1000
 MAX_BOARD_PAGES = 50
@@ -36,6 +39,8 @@ class Card:
     id_list: str
     short_url: str
     url: str
+    # Asked for only where needed (board_cards(attachments=True)).
+    attachment_urls: tuple[str, ...] = ()
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Card:
@@ -46,7 +51,28 @@ class Card:
             id_list=str(data.get("idList") or ""),
             short_url=str(data.get("shortUrl") or data.get("url") or ""),
             url=str(data.get("url") or ""),
+            attachment_urls=tuple(str(a.get("url") or "") for a in data.get("attachments") or []),
         )
+
+
+@dataclass(frozen=True)
+class BoardLabel:
+    id: str
+    name: str
+    color: str | None
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> BoardLabel:
+        color = data.get("color")
+        return cls(str(data["id"]), str(data.get("name") or ""), str(color) if color else None)
+
+
+@dataclass(frozen=True)
+class CardLabels:
+    """Which board a card is on and which of the board's labels it has."""
+
+    board_id: str
+    label_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -113,7 +139,7 @@ class TrelloList:
     id: str
     name: str
     closed: bool  # archived
-    id_board: str
+    board_id: str
 
 
 @dataclass(frozen=True)
@@ -206,11 +232,21 @@ class TrelloClient:
         data = await self._request("GET", f"lists/{list_id}", params={"fields": "idBoard"})
         return str(data["idBoard"])
 
-    async def board_cards(self, board_id: str, *, page_size: int = BOARD_PAGE_SIZE) -> list[Card]:
-        """Every card on a board, archived ones included (old cards are often archived)."""
+    async def board_cards(
+        self,
+        board_id: str,
+        *,
+        page_size: int = BOARD_PAGE_SIZE,
+        attachments: bool = False,
+        max_pages: int = MAX_BOARD_PAGES,
+    ) -> list[Card]:
+        """Every card on a board, archived ones included (old cards are often archived);
+        with ``attachments``, each card's attached URLs too, in the same calls."""
         cards: dict[str, Card] = {}
         params = {"fields": CARD_FIELDS, "filter": "all", "limit": str(page_size)}
-        for _ in range(MAX_BOARD_PAGES):
+        if attachments:
+            params |= {"attachments": "true", "attachment_fields": "url"}
+        for _ in range(max_pages):
             page = await self._request("GET", f"boards/{board_id}/cards", params=params)
             fresh = [Card.from_api(c) for c in page if str(c["id"]) not in cards]
             cards.update((c.id, c) for c in fresh)
@@ -257,17 +293,55 @@ class TrelloClient:
         )
         return [CardComment.from_api(action) for action in data]
 
+    async def list_cards(self, list_id: str) -> list[Card]:
+        """Every card of a list, archived ones included."""
+        data = await self._request(
+            "GET", f"lists/{list_id}/cards", params={"fields": CARD_FIELDS, "filter": "all"}
+        )
+        return [Card.from_api(c) for c in data]
+
     async def get_card(self, card_id: str) -> Card:
         data = await self._request("GET", f"cards/{card_id}", params={"fields": CARD_FIELDS})
         return Card.from_api(data)
 
+    async def card_labels(self, card_id: str) -> CardLabels:
+        data = await self._request(
+            "GET", f"cards/{card_id}", params={"fields": LABELLED_CARD_FIELDS}
+        )
+        return CardLabels(str(data["idBoard"]), tuple(str(i) for i in data.get("idLabels") or []))
+
     async def create_card(
-        self, list_id: str, name: str, desc: str, due: datetime | None = None
+        self,
+        list_id: str,
+        name: str,
+        desc: str,
+        due: datetime | None = None,
+        label_ids: tuple[str, ...] = (),
     ) -> Card:
         body: dict[str, Any] = {"idList": list_id, "name": name, "desc": desc, "pos": "bottom"}
         if due is not None:
             body["due"] = trello_date(due)
+        if label_ids:
+            body["idLabels"] = ",".join(label_ids)
         return Card.from_api(await self._request("POST", "cards", body=body))
+
+    async def board_labels(self, board_id: str) -> list[BoardLabel]:
+        data = await self._request(
+            "GET",
+            f"boards/{board_id}/labels",
+            params={"fields": "name,color", "limit": str(LABEL_LIMIT)},
+        )
+        return [BoardLabel.from_api(label) for label in data]
+
+    async def create_label(self, board_id: str, name: str, color: str | None) -> BoardLabel:
+        body = {"idBoard": board_id, "name": name, "color": color}
+        return BoardLabel.from_api(await self._request("POST", "labels", body=body))
+
+    async def add_label(self, card_id: str, label_id: str) -> None:
+        await self._request("POST", f"cards/{card_id}/idLabels", body={"value": label_id})
+
+    async def remove_label(self, card_id: str, label_id: str) -> None:
+        await self._request("DELETE", f"cards/{card_id}/idLabels/{label_id}")
 
     async def update_card(
         self,

@@ -50,3 +50,13 @@ class Output(Protocol):
     async def comment(self, item: Item, comment: Comment) -> Link | None:
         """Copy a new GitHub comment onto the tracked item, if there is one."""
         ...
+
+    async def edit(self, item: Item) -> Link | None:
+        """The item's title or body was edited (it may now name where it is tracked).
+        Nothing is created for an item that is not tracked."""
+        ...
+
+    async def relabel(self, item: Item) -> Link | None:
+        """Make the tracked item's labels those GitHub gives (``item.labels``, the whole
+        list), leaving labels put there by hand alone. Nothing is created."""
+        ...

@@ -12,13 +12,14 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from bot.model import Contributor, Item
+from bot.model import ITEM_URL, Contributor, Item
 
 # Jira's limits, counted in Java chars (UTF-16 code units: an emoji counts twice).
 TEXT_LIMIT = 32_767
 SUMMARY_LIMIT = 255
 LINK_TITLE_LIMIT = 255
 GLOBAL_ID_LIMIT = 255
+LABEL_LIMIT = 255
 
 TRUNCATED = "… (truncated)"
 ELLIPSIS = "…"
@@ -54,12 +55,66 @@ _PARTIAL_ESCAPE = re.compile(r"(?:\\|&(?:#(?:9(?:2)?)?)?)$")
 # Only our own line may say "(webhooks-id: …)" literally, or a pull request body could
 # claim another pull request's issue when it is searched for by webhooks-id.
 _ID_LINE = "(webhooks-id:"
+_WEBHOOKS_ID = re.compile(r"(?<!\\)\(webhooks-id: ([0-9a-f]{32})\)")
+_SUMMARY_NUMBER = re.compile(r"^(?:PR|Pull Request) \(([1-9][0-9]{0,9})\): ")
+# An issue key as Jira writes it: the project in capitals, a hyphen, the number.
+_CAPITAL_KEY = re.compile(r"(?<![A-Za-z0-9_])([A-Z][A-Z0-9_]+)-([0-9]+)(?![A-Za-z0-9])")
 
 
 def webhooks_id(item: Item) -> str:
     """The old service's identifier: lowercase hex MD5 of "<owner/repo>:<number>"."""
-    key = f"{item.repository}:{item.number}".encode()
+    return webhooks_id_of(item.repository, item.number)
+
+
+def webhooks_id_of(repository: str, number: int) -> str:
+    key = f"{repository}:{number}".encode()
     return hashlib.md5(key, usedforsecurity=False).hexdigest()
+
+
+def webhooks_ids_in(description: str) -> list[str]:
+    """The webhooks-ids a description carries in our (or the old service's) own line,
+    not in a user's escaped quote of one."""
+    return _WEBHOOKS_ID.findall(description)
+
+
+def summary_number(summary: str) -> int | None:
+    """The pull request number of a summary written as ``PR (<number>): …`` (or
+    ``Pull Request (<number>): …``)."""
+    match = _SUMMARY_NUMBER.match(summary)
+    return int(match.group(1)) if match else None
+
+
+def pull_request_urls(description: str) -> list[tuple[str, int]]:
+    """(owner/repo, number) of every pull request URL in a description, in order."""
+    return [
+        (m.group(1), int(m.group(3)))
+        for m in ITEM_URL.finditer(description)
+        if m.group(2) == "pull"
+    ]
+
+
+def keys_named(item: Item, project: str) -> tuple[list[str], list[str]]:
+    """Keys of ``project`` that the pull request names, in any case, in its title, its
+    branch and the first line of its body (in that order, each once, upper-cased); and
+    keys of other projects written there in capitals (``FACT-12``), which are ignored."""
+    mapped = re.compile(
+        rf"(?<![A-Za-z0-9_]){re.escape(project)}-([0-9]+)(?![A-Za-z0-9])", re.IGNORECASE
+    )
+    keys: dict[str, None] = {}
+    others: dict[str, None] = {}
+    for text in (item.title, item.head_branch, item.body.strip().split("\n", 1)[0]):
+        for match in mapped.finditer(text):
+            keys[f"{project}-{int(match.group(1))}"] = None
+        for match in _CAPITAL_KEY.finditer(text):
+            if match.group(1) != project:
+                others[match.group(0)] = None
+    return list(keys), list(others)
+
+
+def label(name: str) -> str:
+    """A GitHub label as a Jira label: Jira refuses spaces, so runs of white space
+    become ``_`` (``good first issue`` → ``good_first_issue``)."""
+    return cut("_".join(name.split()), LABEL_LIMIT, "")
 
 
 def webhooks_id_line(item: Item) -> str:

@@ -80,6 +80,16 @@ class SlackOutput:
             return None  # only items with a thread get their comments copied
         return await self._reply(item, COMMENTED.format(author=comment.author, body=comment.body))
 
+    async def edit(self, item: Item) -> Link | None:
+        return await self._thread(item)  # the first message stays as it was posted
+
+    async def relabel(self, item: Item) -> Link | None:
+        return await self._thread(item)  # labels are not shown in Slack
+
+    async def _thread(self, item: Item) -> Link | None:
+        known = await links.find(self.pool, NAME, item)
+        return Link(NAME, known["external_id"], known["external_url"], LABEL) if known else None
+
     async def _reply(self, item: Item, text: str) -> Link | None:
         thread = await self.sync(item)
         assert thread is not None

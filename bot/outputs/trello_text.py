@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import colorsys
 import re
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.model import Comment, Contributor, Item
+from bot.model import Comment, Contributor, Item, Kind
 
 # Trello refuses names, descriptions and comments longer than this (counted in UTF-16
 # code units, as JavaScript counts them).
@@ -16,6 +17,8 @@ TRUNCATED = "… (truncated)"
 # Identifiers are the old service's, so cards it made are found again by name.
 PR_IDENTIFIER = "(PR {repo}/{number})"
 ISSUE_IDENTIFIER = "(GH-ISSUE {repo}/{number})"
+# Either identifier in a card's name: its kind, repository name and number.
+IDENTIFIER = re.compile(r"\((PR|GH-ISSUE) ([A-Za-z0-9._-]{1,100})/([1-9][0-9]{0,9})\)")
 PR_NAME = "{identifier} {title} [{author}]"
 ISSUE_NAME = "{identifier} {title}"
 
@@ -40,6 +43,21 @@ ISSUE_CLOSED_ARCHIVED = "This card is archived automatically because the issue i
 PR_REOPENED = "This pull request was reopened."
 ISSUE_REOPENED = "This issue was reopened."
 
+# Trello's label colours by the hue (in degrees) each shows; colours with little colour
+# in them (greys) become black or its light shade.
+LABEL_HUES = {
+    "red": 7,
+    "orange": 35,
+    "yellow": 53,
+    "green": 110,
+    "lime": 148,
+    "sky": 188,
+    "blue": 202,
+    "purple": 283,
+    "pink": 323,
+}
+GREY_SATURATION = 0.2
+
 # Due dates (TRELLO_SET_TARGET_RESPONSE_TIME): the old service's "five business hours
 # into the next business day", with business hours 09:00-17:00, Monday to Friday.
 BUSINESS_DAY_START = time(9, 0)
@@ -52,6 +70,32 @@ _MARKDOWN_META = re.compile(r"([\\`*_\[\]<>])")
 def identifier(item: Item) -> str:
     template = PR_IDENTIFIER if item.kind == "pull_request" else ISSUE_IDENTIFIER
     return template.format(repo=item.repo_name, number=item.number)
+
+
+def parse_identifier(name: str) -> tuple[Kind, str, int] | None:
+    """The item a card's name identifies: kind, repository name (no owner) and number."""
+    match = IDENTIFIER.search(name)
+    if match is None:
+        return None
+    kind: Kind = "pull_request" if match.group(1) == "PR" else "issue"
+    return kind, match.group(2), int(match.group(3))
+
+
+def label_color(github_color: str) -> str | None:
+    """The Trello colour nearest in hue to a GitHub label's (``d73a4a`` → red); None when
+    GitHub's is not a colour (the label is then made without one)."""
+    if not re.fullmatch(r"[0-9a-fA-F]{6}", github_color):
+        return None
+    red, green, blue = (int(github_color[i : i + 2], 16) / 255 for i in (0, 2, 4))
+    hue, saturation, value = colorsys.rgb_to_hsv(red, green, blue)
+    if saturation < GREY_SATURATION or value < GREY_SATURATION:
+        return "black" if value < 0.5 else "black_light"
+    degrees = hue * 360
+    return min(LABEL_HUES, key=lambda name: _circular(LABEL_HUES[name], degrees))
+
+
+def _circular(a: float, b: float) -> float:
+    return min(abs(a - b), 360 - abs(a - b))
 
 
 def card_name(item: Item, author: Contributor | None = None) -> str:

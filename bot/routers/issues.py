@@ -1,4 +1,5 @@
-"""Issue opened, closed and reopened: queue a sync of the issue to every output."""
+"""Issue opened, closed, reopened, labelled or unlabelled: queue a sync of the issue to
+every output."""
 
 from typing import Any
 
@@ -12,6 +13,8 @@ router = routing.Router()
 @router.register("issues", action="opened")
 @router.register("issues", action="closed")
 @router.register("issues", action="reopened")
+@router.register("issues", action="labeled")
+@router.register("issues", action="unlabeled")
 async def queue_issue_sync(event: sansio.Event, *args: Any, queue: JobPlan, **kwargs: Any) -> None:
     number = event.data["issue"]["number"]
     await queue.enqueue(

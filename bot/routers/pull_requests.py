@@ -1,4 +1,5 @@
-"""Pull request opened, closed and reopened: queue a sync of the PR to every output."""
+"""Pull request opened, closed, reopened, edited, labelled or unlabelled: queue a sync of
+the PR to every output."""
 
 from typing import Any
 
@@ -12,6 +13,9 @@ router = routing.Router()
 @router.register("pull_request", action="opened")
 @router.register("pull_request", action="closed")
 @router.register("pull_request", action="reopened")
+@router.register("pull_request", action="edited")
+@router.register("pull_request", action="labeled")
+@router.register("pull_request", action="unlabeled")
 async def queue_pull_request_sync(
     event: sansio.Event, *args: Any, queue: JobPlan, **kwargs: Any
 ) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from bot.jsonvalues import json_size
-from bot.model import STATE_ACTIONS, JobRequest, Link
+from bot.model import LABEL_ACTIONS, STATE_ACTIONS, JobRequest, Link
 
 UNFINISHED = ("queued", "running")
 
@@ -165,8 +165,9 @@ async def claim_job(db: asyncpg.Pool, job_id: str, settle: float) -> Claim:
     Every job about one item thus runs alone and in order, across any number of web and
     worker processes (the SQL function claim_job, migration 008). The row also holds, in
     the same round trip, the job's recorded ``steps`` (a JSON object of step to link) and
-    whether it is ``superseded``: it would set its item's state (``STATE_ACTIONS``), and
-    a job ordered after it that does so is done already.
+    whether it is ``superseded``: it would set its item's state (``STATE_ACTIONS``) or
+    labels (``LABEL_ACTIONS``), and a job ordered after it that does the same is done
+    already.
     """
     wait = timedelta(seconds=settle)
     row = await db.fetchrow(
@@ -174,18 +175,20 @@ async def claim_job(db: asyncpg.Pool, job_id: str, settle: float) -> Claim:
         SELECT claimed.*,
                (SELECT coalesce(jsonb_object_agg(step, link), '{}'::jsonb)
                 FROM job_steps WHERE job_steps.job_id = claimed.job_id) AS steps,
-               (claimed.kwargs->>'action' = ANY($3::text[]) AND EXISTS (
-                    SELECT 1 FROM jobs later
-                    WHERE later.item_key = claimed.item_key
+               EXISTS (
+                    SELECT 1 FROM jobs later, (VALUES ($3::text[]), ($4::text[])) AS f(family)
+                    WHERE claimed.kwargs->>'action' = ANY(family)
+                      AND later.item_key = claimed.item_key
                       AND later.function = claimed.function AND later.status = 'done'
-                      AND later.kwargs->>'action' = ANY($3::text[])
-                      AND (later.order_at, later.id) > (claimed.order_at, claimed.id)))
+                      AND later.kwargs->>'action' = ANY(family)
+                      AND (later.order_at, later.id) > (claimed.order_at, claimed.id))
                AS superseded
         FROM claim_job($1, $2) AS claimed
         """,
         job_id,
         wait,
         list(STATE_ACTIONS),
+        list(LABEL_ACTIONS),
     )
     if row is not None:
         return Claim("run", row)

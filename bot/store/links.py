@@ -1,14 +1,30 @@
-"""Which card or issue tracks which GitHub item (table item_links), and which are being
-created right now (table pending_creates)."""
+"""Which card or issue tracks which GitHub item (table item_links), which GitHub labels
+an output put there, and which cards or issues are being created right now (table
+pending_creates).
+
+Repositories compare without regard to case, as GitHub names them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from bot.model import Item
+from bot.model import Item, Kind
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """A card or issue found for an item by ``links adopt``."""
+
+    repository: str
+    kind: Kind
+    number: int
+    external_id: str
+    external_url: str | None
 
 
 @dataclass(frozen=True)
@@ -35,9 +51,10 @@ def _item_link(row: asyncpg.Record) -> ItemLink:
 
 
 async def find(pool: asyncpg.Pool, output: str, item: Item) -> asyncpg.Record | None:
+    """The item's row: ``external_id``, ``external_url`` and ``labels`` (those mirrored)."""
     return await pool.fetchrow(
-        "SELECT external_id, external_url FROM item_links"
-        " WHERE output = $1 AND repository = $2 AND kind = $3 AND number = $4",
+        "SELECT external_id, external_url, labels FROM item_links"
+        " WHERE output = $1 AND lower(repository) = lower($2) AND kind = $3 AND number = $4",
         output,
         item.repository,
         item.kind,
@@ -46,19 +63,33 @@ async def find(pool: asyncpg.Pool, output: str, item: Item) -> asyncpg.Record | 
 
 
 async def save(
-    pool: asyncpg.Pool, output: str, item: Item, external_id: str, external_url: str | None
+    pool: asyncpg.Pool,
+    output: str,
+    item: Item,
+    external_id: str,
+    external_url: str | None,
+    labels: Sequence[str] | None = None,
 ) -> None:
-    """Record the item's card or issue; any create in progress for it is over."""
+    """Record the item's card or issue; any create in progress for it is over.
+
+    ``labels``: the GitHub labels now on it; None keeps those recorded, unless the item
+    is now linked to another card or issue (which has none of ours yet).
+    """
     await pool.execute(
         """
         WITH created AS (
             DELETE FROM pending_creates
-            WHERE output = $1 AND repository = $2 AND kind = $3 AND number = $4
+            WHERE output = $1 AND lower(repository) = lower($2) AND kind = $3 AND number = $4
         )
-        INSERT INTO item_links (output, repository, kind, number, external_id, external_url)
-        VALUES ($1, $2, $3, $4, $5, $6)
-        ON CONFLICT (output, repository, kind, number) DO UPDATE
+        INSERT INTO item_links
+            (output, repository, kind, number, external_id, external_url, labels)
+        VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, '{}'::text[]))
+        ON CONFLICT (output, lower(repository), kind, number) DO UPDATE
         SET external_id = EXCLUDED.external_id, external_url = EXCLUDED.external_url,
+            labels = CASE WHEN $7::text[] IS NOT NULL THEN $7::text[]
+                          WHEN item_links.external_id = EXCLUDED.external_id
+                          THEN item_links.labels
+                          ELSE '{}'::text[] END,
             updated_at = now()
         """,
         output,
@@ -67,14 +98,49 @@ async def save(
         item.number,
         external_id,
         external_url,
+        None if labels is None else list(labels),
     )
+
+
+async def save_labels(pool: asyncpg.Pool, output: str, item: Item, labels: Sequence[str]) -> None:
+    """The GitHub labels now on the item's card or issue."""
+    await pool.execute(
+        "UPDATE item_links SET labels = $5, updated_at = now()"
+        " WHERE output = $1 AND lower(repository) = lower($2) AND kind = $3 AND number = $4",
+        output,
+        item.repository,
+        item.kind,
+        item.number,
+        list(labels),
+    )
+
+
+async def adopt(pool: asyncpg.Pool, output: str, found: Sequence[Adopted]) -> int:
+    """Record cards or issues found for items that have none yet; returns how many were
+    new. Items already linked keep their link, so adopting twice changes nothing."""
+    status = await pool.execute(
+        """
+        INSERT INTO item_links (output, repository, kind, number, external_id, external_url)
+        SELECT $1, repository, kind, number, external_id, external_url
+        FROM unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[])
+             AS f(repository, kind, number, external_id, external_url)
+        ON CONFLICT DO NOTHING
+        """,
+        output,
+        [f.repository for f in found],
+        [f.kind for f in found],
+        [f.number for f in found],
+        [f.external_id for f in found],
+        [f.external_url for f in found],
+    )
+    return int(status.split()[-1])
 
 
 async def forget(pool: asyncpg.Pool, output: str, item: Item) -> None:
     """The card or issue is gone (deleted by hand): the next lookup starts afresh."""
     await pool.execute(
-        "DELETE FROM item_links WHERE output = $1 AND repository = $2 AND kind = $3"
-        " AND number = $4",
+        "DELETE FROM item_links"
+        " WHERE output = $1 AND lower(repository) = lower($2) AND kind = $3 AND number = $4",
         output,
         item.repository,
         item.kind,
@@ -105,7 +171,7 @@ async def creating_since(pool: asyncpg.Pool, output: str, item: Item) -> float |
     (None: no try of ours was cut short while creating one)."""
     seconds = await pool.fetchval(
         "SELECT extract(epoch FROM now() - attempted_at) FROM pending_creates"
-        " WHERE output = $1 AND repository = $2 AND kind = $3 AND number = $4",
+        " WHERE output = $1 AND lower(repository) = lower($2) AND kind = $3 AND number = $4",
         output,
         item.repository,
         item.kind,

@@ -1,19 +1,42 @@
-"""Which Jira project (with labels and components) a repository's pull requests go to."""
+"""Which Jira project a repository's pull requests go to, and how: labels, components,
+the issue type, and the transitions made on merge, close and reopen."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
 from bot import model
 from bot.config import JIRA_PROJECT_KEY
 
+DEFAULT_ISSUE_TYPE = "Task"
+# Longer names than this are no issue type or transition a person typed.
+MAX_NAME = 255
+
 
 class InvalidProject(ValueError):
     """The repository, key, labels or components cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Transitions:
+    """Jira transitions (or the statuses they lead to) made when a pull request is
+    merged, closed without merging, or reopened; None: none."""
+
+    on_merge: str | None = None
+    on_close: str | None = None
+    on_reopen: str | None = None
+
+    def named(self) -> dict[str, str]:
+        """Option name → transition, for those set (``--on-merge`` → "Done")."""
+        return {
+            f"--{name.replace('_', '-')}": value
+            for name, value in vars(self).items()
+            if value is not None
+        }
 
 
 @dataclass(frozen=True)
@@ -22,6 +45,8 @@ class Project:
     key: str
     labels: tuple[str, ...] = ()
     components: tuple[str, ...] = ()
+    issue_type: str = DEFAULT_ISSUE_TYPE
+    transitions: Transitions = field(default_factory=Transitions)
 
 
 def check_repository(repository: str) -> str:
@@ -32,9 +57,14 @@ def check_repository(repository: str) -> str:
 
 
 def make_project(
-    repository: str, key: str, labels: Iterable[str] = (), components: Iterable[str] = ()
+    repository: str,
+    key: str,
+    labels: Iterable[str] = (),
+    components: Iterable[str] = (),
+    issue_type: str = DEFAULT_ISSUE_TYPE,
+    transitions: Transitions | None = None,
 ) -> Project:
-    """A validated Project; labels and components are trimmed and de-duplicated."""
+    """A validated Project; names are trimmed, labels and components de-duplicated."""
     check_repository(repository)
     if not JIRA_PROJECT_KEY.match(key):
         hint = f" (did you mean {key.upper()}?)" if JIRA_PROJECT_KEY.match(key.upper()) else ""
@@ -47,7 +77,25 @@ def make_project(
         # Jira answers 400 for a label with a space in it, on every issue we would create.
         if re.search(r"\s", label):
             raise InvalidProject(f"Jira labels cannot contain spaces: {label!r}")
-    return Project(repository, key, clean_labels, _unique(components))
+    named = (transitions or Transitions()).named()
+    cleaned = {option: _name(option, value) for option, value in named.items()}
+    return Project(
+        repository,
+        key,
+        clean_labels,
+        _unique(components),
+        _name("--issue-type", issue_type),
+        Transitions(*(cleaned.get(f"--on-{w}") for w in ("merge", "close", "reopen"))),
+    )
+
+
+def _name(option: str, value: str) -> str:
+    name = " ".join(value.split())
+    if not name:
+        raise InvalidProject(f"{option} cannot be empty")
+    if len(name) > MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InvalidProject(f"{option} {name[:40]!r} is not a name Jira would have")
+    return name
 
 
 def _unique(values: Iterable[str]) -> tuple[str, ...]:
@@ -56,7 +104,12 @@ def _unique(values: Iterable[str]) -> tuple[str, ...]:
 
 def _project(row: asyncpg.Record) -> Project:
     return Project(
-        row["repository"], row["project_key"], tuple(row["labels"]), tuple(row["components"])
+        row["repository"],
+        row["project_key"],
+        tuple(row["labels"]),
+        tuple(row["components"]),
+        row["issue_type"],
+        Transitions(row["on_merge"], row["on_close"], row["on_reopen"]),
     )
 
 
@@ -71,12 +124,16 @@ async def save(pool: asyncpg.Pool, project: Project) -> bool:
             "DELETE FROM projects WHERE lower(repository) = lower($1)", project.repository
         )
         await conn.execute(
-            "INSERT INTO projects (repository, project_key, labels, components)"
-            " VALUES ($1, $2, $3, $4)",
+            "INSERT INTO projects (repository, project_key, labels, components, issue_type,"
+            " on_merge, on_close, on_reopen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             project.repository,
             project.key,
             list(project.labels),
             list(project.components),
+            project.issue_type,
+            project.transitions.on_merge,
+            project.transitions.on_close,
+            project.transitions.on_reopen,
         )
     return bool(replaced == "DELETE 0")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -10,16 +11,28 @@ from typing import Any
 from bot.integrations.errors import NotRetryable
 from bot.jsonvalues import JSON_OBJECTS, parse_document
 from bot.logs import kv
-from bot.model import Comment, Item, Kind, Link
+from bot.model import LABEL_ACTIONS, Comment, Item, Kind, Link
 from bot.outputs import Output
-from bot.store import deliveries, installations, jobs
+from bot.store import deliveries, installations, jobs, links
 from bot.worker import status
 from bot.worker.context import JobContext
 from bot.worker.runner import tracked
 
 log = logging.getLogger(__name__)
 
-OUTPUT_METHODS = {"opened": "sync", "import": "sync", "closed": "close", "reopened": "reopen"}
+OUTPUT_METHODS = {
+    "opened": "sync",
+    "import": "sync",
+    "closed": "close",
+    "reopened": "reopen",
+    "edited": "edit",
+    "labeled": "relabel",
+    "unlabeled": "relabel",
+}
+# Actions after which the status comment is written only when an output tracks the pull
+# request somewhere new (an edited title naming a Jira issue), or never (labels).
+STATUS_WHEN_MOVED = ("edited",)
+NO_STATUS = LABEL_ACTIONS
 
 
 class OutputsFailed(NotRetryable):
@@ -92,12 +105,24 @@ async def load_item(
 
 async def sync_item(job: JobContext, item: Item, action: str, *, status_comment: bool) -> str:
     if job.superseded:
-        # This delivery reached us after a later change of the item's state had been
-        # applied (a delivery GitHub sent again, hours late): applying it now would undo
-        # that change.
+        # This delivery reached us after a later change of the item's state (or labels)
+        # had been applied (a delivery GitHub sent again, hours late): applying it now
+        # would undo that change.
         return f"{action} {item.repository}#{item.number}: superseded by a later event"
     method = OUTPUT_METHODS[action]
-    tracked_links, failures = await apply_outputs(job, lambda output: getattr(output, method)(item))
+
+    async def call(output: Output) -> Link | None:
+        before = await links.find(job.worker.pool, output.name, item)
+        link: Link | None = await getattr(output, method)(item)
+        if link is not None and (before is None or before["external_id"] != link.external_id):
+            link = dataclasses.replace(link, moved=True)
+        return link
+
+    tracked_links, failures = await apply_outputs(job, call)
+    if action in NO_STATUS:
+        status_comment = False
+    elif action in STATUS_WHEN_MOVED:
+        status_comment = status_comment and any(link.moved for link in tracked_links)
     if status_comment and item.kind == "pull_request" and tracked_links:
         shown = "merged" if action == "closed" and item.merged else action
         body = status.render_status(tracked_links, shown, list(failures), datetime.now(UTC))
@@ -110,8 +135,14 @@ async def sync_item(job: JobContext, item: Item, action: str, *, status_comment:
         await step(job, "status", publish)
     if failures:
         raise OutputsFailed("outputs", "; ".join(failures.values()))
+    return f"{action} {item.repository}#{item.number}: " + outcome_text(tracked_links)
+
+
+def outcome_text(tracked_links: list[Link]) -> str:
+    """Where the item is tracked, and what the outputs had to say, for the job's outcome."""
     where = ", ".join(f"{link.output} {link.label}" for link in tracked_links)
-    return f"{action} {item.repository}#{item.number}: " + (where or "no output handled it")
+    notes = "".join(f"; {link.output}: {link.note}" for link in tracked_links if link.note)
+    return (where or "no output handled it") + notes
 
 
 @tracked
@@ -178,8 +209,8 @@ async def sync_comment(
         raise OutputsFailed("outputs", "; ".join(failures.values()))
     if not tracked_links:
         log.info("comment not copied: item is not tracked", extra=kv(item=item.key))
-    where = ", ".join(f"{link.output} {link.label}" for link in tracked_links)
-    return f"comment {comment_id} on {repository}#{number}: " + (where or "not tracked")
+    where = outcome_text(tracked_links) if tracked_links else "not tracked"
+    return f"comment {comment_id} on {repository}#{number}: {where}"
 
 
 @tracked

@@ -27,6 +27,7 @@ ACTION_WORDS = {
     "merged": "merged",
     "reopened": "reopened",
     "import": "imported",
+    "edited": "edited",
 }
 
 

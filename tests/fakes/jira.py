@@ -52,6 +52,24 @@ def no_project(key: str) -> str:
 
 
 _CLAUSE = re.compile(r'^(\w+)\s*(=|~)\s*"([^"]*)"$')
+NO_PROJECT = "No project could be found with key '{key}'."
+# Every project's workflow, as a small Jira site's default one: each status, and the
+# transitions offered from it (id, name, the status it leads to).
+WORKFLOW: dict[str, list[tuple[str, str, str]]] = {
+    "To Do": [
+        ("11", "Start Progress", "In Progress"),
+        ("31", "Done", "Done"),
+        ("41", "Won't Do", "Won't Do"),
+    ],
+    "In Progress": [
+        ("21", "Stop Progress", "To Do"),
+        ("31", "Done", "Done"),
+        ("41", "Won't Do", "Won't Do"),
+    ],
+    "Done": [("51", "Reopen", "To Do")],
+    "Won't Do": [("51", "Reopen", "To Do")],
+}
+ISSUE_TYPES = ("Task", "Bug", "Story")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -133,6 +151,8 @@ class FakeJira:
         issue_id = str(next(self._ids))
         all_fields = {"project": {"key": project}, "summary": summary, **fields}
         all_fields["description"] = description
+        all_fields.setdefault("status", {"name": "To Do"})
+        all_fields.setdefault("labels", [])
         self.issues[key] = FakeIssue(issue_id, key, all_fields, indexed=not self.search_lag)
         return key
 
@@ -151,6 +171,9 @@ class FakeJira:
             for m, p in self.requests
             if (method is None or m == method) and p.removeprefix("/rest/api/2").endswith(path)
         )
+
+    def status(self, key: str) -> str:
+        return str(self.issues[key].fields["status"]["name"])
 
     def comment_bodies(self, key: str) -> list[str]:
         return [c["body"] for c in self.issues[key].comments]
@@ -177,6 +200,10 @@ class FakeJira:
         app.router.add_post(f"{api}/issue/{{key}}/comment", self._add_comment)
         app.router.add_get(f"{api}/issue/{{key}}/remotelink", self._get_remote_links)
         app.router.add_post(f"{api}/issue/{{key}}/remotelink", self._put_remote_link)
+        app.router.add_put(f"{api}/issue/{{key}}", self._edit_issue)
+        app.router.add_get(f"{api}/issue/{{key}}/transitions", self._get_transitions)
+        app.router.add_post(f"{api}/issue/{{key}}/transitions", self._do_transition)
+        app.router.add_get(f"{api}/project/{{key}}/statuses", self._project_statuses)
         app.router.add_post(f"{api}/search", self._search_by_offset)
         app.router.add_post(f"{api}/search/jql", self._search_by_token)
         return app
@@ -360,6 +387,62 @@ class FakeJira:
         issue = self.issues[key]
         answer = {"id": issue.id, "key": key, "self": self._self(request, issue)}
         return web.json_response(answer, status=201)
+
+    async def _edit_issue(self, request: web.Request) -> web.Response:
+        """Only what the bot sends: ``{"update": {"labels": [{"add": x}, {"remove": y}]}}``."""
+        issue = self._find(request)
+        body = await request.json()
+        unknown = set(body) - {"update"} or set(body.get("update") or {}) - {"labels"}
+        if unknown:
+            raise JiraAnswer(400, **{name: "not supported by the fake" for name in unknown})
+        labels: list[str] = issue.fields["labels"]
+        for change in body["update"]["labels"]:
+            ((operation, name),) = change.items()
+            if operation not in ("add", "remove"):
+                raise JiraAnswer(400, labels=f"Operation '{operation}' is not supported.")
+            if " " in name or not name:
+                raise JiraAnswer(
+                    400, labels=f"The label '{name}' contains spaces which is invalid."
+                )
+            if operation == "add" and name not in labels:
+                labels.append(name)
+            if operation == "remove" and name in labels:
+                labels.remove(name)
+        return web.Response(status=204)
+
+    async def _get_transitions(self, request: web.Request) -> web.Response:
+        issue = self._find(request)
+        offered = WORKFLOW[issue.fields["status"]["name"]]
+        return web.json_response(
+            {
+                "expand": "transitions",
+                "transitions": [
+                    {"id": i, "name": name, "to": {"name": to, "id": str(100 + n)}}
+                    for n, (i, name, to) in enumerate(offered)
+                ],
+            }
+        )
+
+    async def _do_transition(self, request: web.Request) -> web.Response:
+        issue = self._find(request)
+        wanted = str(((await request.json()).get("transition") or {}).get("id") or "")
+        for transition_id, _, to in WORKFLOW[issue.fields["status"]["name"]]:
+            if transition_id == wanted:
+                issue.fields["status"] = {"name": to}
+                return web.Response(status=204)
+        raise JiraAnswer(400, [f"Transition id '{wanted}' is not valid for this issue."])
+
+    async def _project_statuses(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        if key not in self.projects:
+            raise JiraAnswer(404, [NO_PROJECT.format(key=key)])
+        statuses = [{"name": name, "id": str(n + 1)} for n, name in enumerate(WORKFLOW)]
+        return web.json_response(
+            [
+                {"id": str(n + 10000), "name": kind, "subtask": False, "statuses": statuses}
+                for n, kind in enumerate((*ISSUE_TYPES, "Epic"))
+            ]
+        )
 
     async def _get_comments(self, request: web.Request) -> web.Response:
         comments = list(self._find(request).comments)

@@ -36,6 +36,21 @@ ANSWERS = Answers(
     ),
 )
 
+# Label colours Trello accepts (each also in _light and _dark shades), or none.
+LABEL_COLORS = {
+    "green",
+    "yellow",
+    "orange",
+    "red",
+    "purple",
+    "blue",
+    "sky",
+    "lime",
+    "pink",
+    "black",
+}
+LABEL_COLORS |= {f"{c}_{shade}" for c in set(LABEL_COLORS) for shade in ("light", "dark")}
+ALREADY_LABELLED = "that label is already on the card"
 _ID = re.compile(r"^[0-9a-f]{24}$")
 _SHORT_LINK = re.compile(r"^[0-9A-Za-z]{8}$")
 _OAUTH = re.compile(r'(\w+)="([^"]*)"')
@@ -123,6 +138,10 @@ class FakeTrello(TrelloData):
         route.add_post("/1/cards/{id}/attachments", self._add_attachment)
         route.add_get("/1/cards/{id}/actions", self._get_actions)
         route.add_post("/1/cards/{id}/actions/comments", self._add_comment)
+        route.add_get("/1/boards/{id}/labels", self._board_labels)
+        route.add_post("/1/labels", self._create_label)
+        route.add_post("/1/cards/{id}/idLabels", self._add_card_label)
+        route.add_delete("/1/cards/{id}/idLabels/{label}", self._remove_card_label)
         return app
 
     @web.middleware
@@ -213,7 +232,13 @@ class FakeTrello(TrelloData):
         if "limit" in params:
             limit = _int(params["limit"], "limit", 1, 1000)
             cards = sorted(cards, key=lambda c: c["id"], reverse=True)[:limit]
-        return web.json_response([_fields(c, params) for c in cards])
+        answer = [_fields(c, params) for c in cards]
+        if _bool(params.get("attachments", "false"), "attachments"):
+            wanted = {"fields": params.get("attachment_fields", "all")}
+            for shown in answer:
+                found = self.attachments.get(shown["id"], [])
+                shown["attachments"] = [_fields(a, wanted) for a in found]
+        return web.json_response(answer)
 
     async def _get_card(self, request: web.Request) -> web.Response:
         params = await _params(request)
@@ -226,7 +251,13 @@ class FakeTrello(TrelloData):
             raise _bad("idList")
         self._find(self.lists, list_id)
         name, desc = _text(params, "name"), _text(params, "desc")
+        label_ids = [i for i in str(params.get("idLabels") or "").split(",") if i]
+        board = self.lists[list_id]["idBoard"]
+        for label_id in label_ids:
+            if label_id not in self.labels or self.labels[label_id]["idBoard"] != board:
+                raise _bad("idLabels")
         card = self.add_card(list_id, name, desc=desc, due=_due(params.get("due")))
+        self.label_card(card, *(self.labels[i] for i in label_ids))
         return web.json_response(card)
 
     async def _update_card(self, request: web.Request) -> web.Response:
@@ -275,6 +306,46 @@ class FakeTrello(TrelloData):
         if not text.strip():
             raise _bad("text")
         return web.json_response(self.add_comment(card, text))
+
+    async def _board_labels(self, request: web.Request) -> web.Response:
+        params = await _params(request)
+        board = self._find(self.boards, request.match_info["id"])
+        limit = _int(params.get("limit", "50"), "limit", 0, 1000)
+        labels = [lb for lb in self.labels.values() if lb["idBoard"] == board["id"]]
+        return web.json_response([_fields(lb, params) for lb in labels[:limit]])
+
+    async def _create_label(self, request: web.Request) -> web.Response:
+        params = await _params(request)
+        board = self._find(self.boards, str(params.get("idBoard") or ""))
+        color = params.get("color")
+        if color not in (None, "", "null") and color not in LABEL_COLORS:
+            raise _bad("color")
+        if "name" not in params:
+            raise _bad("name")
+        label = self.add_label(board["id"], _text(params, "name"), color or None)
+        return web.json_response({k: v for k, v in label.items() if k != "uses"})
+
+    async def _add_card_label(self, request: web.Request) -> web.Response:
+        card, params = self._card(request), await _params(request)
+        label = self.labels.get(str(params.get("value") or ""))
+        if label is None or label["idBoard"] != card["idBoard"]:
+            raise _bad("value")
+        if label["id"] in card["idLabels"]:
+            raise web.HTTPBadRequest(text=ALREADY_LABELLED)
+        self.label_card(card, label)
+        return web.json_response(card["idLabels"])
+
+    async def _remove_card_label(self, request: web.Request) -> web.Response:
+        card = self._card(request)
+        label_id = request.match_info["label"]
+        if label_id not in card["idLabels"]:
+            raise web.HTTPNotFound(text=NOT_FOUND)
+        self.unlabel_card(card, self.labels[label_id])
+        return web.json_response({"_value": None})
+
+    def label_names(self, card: dict[str, Any]) -> list[str]:
+        """The names of a card's labels, in the order they were put on it."""
+        return [self.labels[i]["name"] for i in card["idLabels"]]
 
     # Helpers
 

@@ -85,6 +85,11 @@ class TrelloData:
             card["idLabels"].append(label["id"])
             card["labels"].append(dict(label))
 
+    def unlabel_card(self, card: dict[str, Any], label: dict[str, Any]) -> None:
+        label["uses"] -= 1
+        card["idLabels"].remove(label["id"])
+        card["labels"] = [lb for lb in card["labels"] if lb["id"] != label["id"]]
+
     def add_attachment(self, card: dict[str, Any], url: str, name: str) -> dict[str, Any]:
         attachments = self.attachments.setdefault(card["id"], [])
         attachment = {
