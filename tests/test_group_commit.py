@@ -281,8 +281,10 @@ async def test_batches_committed_together_share_one_redis_push(
     await group.close()
     assert all(answers)
     # Eleven batches (one, then fours, the last of three); the batches committed while
-    # the first push was under way shared the next one, and every job was queued once.
-    assert sum(pushes) == 40 and pushes[0] <= 4 < pushes[1]
+    # the first push was under way shared the next one (the first push may itself have
+    # taken two, when the second commit came before it started), and every job was
+    # queued once.
+    assert sum(pushes) == 40 and pushes[1] > 4 and len(pushes) < committed
     assert await redis.zcard("arq:queue") == 40
 
 

@@ -70,7 +70,7 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from arq.worker import run_worker as arq_run_worker
+    from arq.worker import create_worker
 
     from worker import worker_settings
 
@@ -84,8 +84,25 @@ def run_worker(args: argparse.Namespace) -> int:
         settings = with_services(settings, database_url, redis_url)
         asyncio.set_event_loop(_event_loop())
         # The same arguments `arq worker.WorkerSettings` gets from the environment.
-        arq_run_worker(worker_settings(settings))
+        _run_until_stopped(create_worker(worker_settings(settings)))
     return 0
+
+
+def _run_until_stopped(worker: Any) -> None:
+    """arq's ``Worker.run``, except that a job cancelled by SIGTERM at a moment arq does not
+    expect (its task then ends cancelled) does not keep the worker from closing cleanly:
+    arq's ``close`` gathers the job tasks, would raise that cancellation, skip our
+    shutdown hook and exit 1 on an ordinary restart."""
+    loop = worker.loop
+    worker.main_task = loop.create_task(worker.main())
+    try:
+        loop.run_until_complete(worker.main_task)
+    except asyncio.CancelledError:
+        pass  # the signal handler cancels the main task: how a worker stops
+    finally:
+        loop.run_until_complete(asyncio.gather(*worker.tasks.values(), return_exceptions=True))
+        worker.tasks.clear()  # all done now; arq's poll loop drops done tasks the same way
+        loop.run_until_complete(worker.close())
 
 
 def run_all(args: argparse.Namespace) -> int:
