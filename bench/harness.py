@@ -167,10 +167,16 @@ class Child:
             time.sleep(0.005)
         raise RuntimeError(f"{self.name} did not answer {url} in {timeout:.0f}s; see {self.log}")
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def terminate(self) -> None:
+        """SIGTERM to the child's process group, as Heroku stops a dyno."""
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGTERM)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
+        if self.process.poll() is None:
+            self.terminate()
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -178,6 +184,14 @@ class Child:
                     os.killpg(self.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
         self._log_file.close()
+
+
+def stop_all(children: list[Child], timeout: float = 20.0) -> None:
+    """SIGTERM to every child at once, then wait for each (SIGKILL after ``timeout``)."""
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.stop(timeout)
 
 
 class CpuSampler:
