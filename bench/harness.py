@@ -32,13 +32,18 @@ WRK_SCRIPT = BENCH / "webhook.lua"
 
 
 @contextlib.contextmanager
-def services(data_dir: Path) -> Iterator[tuple[str, str]]:
-    """DATABASE_URL / REDIS_URL when set, else embedded servers in ``data_dir``; migrated."""
+def services(
+    data_dir: Path, *, migrate: bool = True, settle_new: bool = True
+) -> Iterator[tuple[str, str]]:
+    """DATABASE_URL / REDIS_URL when set, else embedded servers in ``data_dir``; migrated
+    by this checkout unless ``migrate`` is false (another checkout's process will), and a
+    new PostgreSQL settled (below) unless ``settle_new`` is false."""
     database_url = os.environ.get("DATABASE_URL") or None
     redis_url = os.environ.get("REDIS_URL") or None
     with embedded.services_for(database_url, redis_url, data_dir) as (db_url, r_url):
-        asyncio.run(db.migrate_url(db_url))
-        if not database_url:
+        if migrate:
+            asyncio.run(db.migrate_url(db_url))
+        if not database_url and settle_new:
             asyncio.run(settle(db_url))
         yield db_url, r_url
 

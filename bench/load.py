@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -57,9 +58,10 @@ class Timings:
     drain: float = 0.0  # from the first delivery sent to the last job finished
 
 
-def plan(prs: int, comments: int) -> list[Sent]:
+def plan(prs: int, comments: int, shuffle: random.Random | None = None) -> list[Sent]:
     """Every PR's deliveries, in rounds (every PR opened, then every first comment, …), so
-    one PR's deliveries go out in GitHub's order but far apart, as in a busy org."""
+    one PR's deliveries go out in GitHub's order but far apart, as in a busy org; each
+    round in PR order, or shuffled by ``shuffle``."""
     rounds: list[list[Sent]] = [[deliveries.pull_request("opened", n) for n in range(1, prs + 1)]]
     comment_id = 6_000_000_000
     for k in range(1, comments + 1):
@@ -69,6 +71,9 @@ def plan(prs: int, comments: int) -> list[Sent]:
             batch.append(deliveries.comment("pull_request", n, comment_id, f"Comment {k} on #{n}"))
         rounds.append(batch)
     rounds.append([deliveries.pull_request("closed", n) for n in range(1, prs + 1)])
+    if shuffle is not None:
+        for batch in rounds:
+            shuffle.shuffle(batch)
     return [sent for batch in rounds for sent in batch]
 
 

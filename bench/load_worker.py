@@ -15,7 +15,8 @@ from bot.cli.main import main
 from bot.integrations import trello
 from bot.integrations.ratelimit import Window
 
-trello.TRELLO_WINDOWS = (Window(1_000_000, 10.0),)
+# Both of Trello's windows (per token, per key), counted as usual but never full.
+trello.TRELLO_WINDOWS = (Window(1_000_000, 10.0), Window(1_000_000, 10.0))
 
 if __name__ == "__main__":
     sys.exit(main(["worker"]))
