@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import shutil
 import statistics
 import sys
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from redis.asyncio import Redis
 
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
@@ -39,6 +41,7 @@ sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 import harness  # noqa: E402
 import load  # noqa: E402
 
+from bot.config import DEFAULT_ORDER_SETTLE_MS  # noqa: E402
 from bot.embedded import free_port  # noqa: E402
 from bot.store import pool as db  # noqa: E402
 from bot.worker.status import MARKER  # noqa: E402
@@ -58,7 +61,11 @@ GOAL_P95 = 1.5
 class Version:
     label: str
     source: Path
-    settle_ms: int | None  # ORDER_SETTLE_MS, None: the version's default
+    settle_ms: int | None  # ORDER_SETTLE_MS to set, None: the version's default
+    settles_ms: int  # how long a stored job waits before it may run, in this version
+    workers: int
+    max_jobs: int  # WORKER_MAX_JOBS
+    process_limiter: bool = False  # Trello requests counted per process (load_worker.py)
 
 
 @dataclass
@@ -74,6 +81,7 @@ class Run:
     problems: str = ""
     trello_per_pr: float = 0.0
     github_per_pr: float = 0.0
+    redis_calls: Counter[str] = field(default_factory=Counter)  # commands during the run
     cpu: dict[str, float] = field(default_factory=dict)  # cores busy during the run
 
 
@@ -166,32 +174,45 @@ def check(trello: FakeTrello, github: FakeGitHub, signed: list[list[Sent]]) -> s
     return ", ".join(name for name, bad in problems.items() if bad)
 
 
+# arq's line when a job's try ends: "  0.82s ← {job id}:{function} ● …" ("↻" for a try
+# that waits and goes back to the queue).
+_RAN = re.compile(r'event="\s*([0-9.]+)s \u2190 ([^:"]+):')
+
+
+def run_times(logs: Sequence[Path]) -> dict[str, float]:
+    """Per delivery, how long the try that ran its job took (arq's log of the workers)."""
+    found = {}
+    for log in logs:
+        for line in log.read_text(errors="replace").splitlines():
+            ran = _RAN.search(line)
+            if ran:
+                found[ran.group(2)] = float(ran.group(1))
+    return found
+
+
 async def segments(
-    pool: Any, signed: list[list[Sent]], answers: dict[str, tuple[int, float]]
+    pool: Any, signed: list[list[Sent]], ran: dict[str, float], settle: float
 ) -> dict[str, list[float]]:
-    """Where each PR's time went, from the job rows: stored -> opened done, -> comment
-    done, -> closed done; and the closed delivery's answer -> its job done."""
+    """Where each PR's time went: for each of its jobs, the wait from when it could run
+    (stored + settle, and the job before it on the item done) to when it started, and
+    how long it ran (from the job rows and arq's log)."""
     rows = await pool.fetch(
         "SELECT delivery_id, extract(epoch FROM created_at) AS stored,"
         " extract(epoch FROM finished_at) AS finished FROM jobs"
     )
     jobs = {r["delivery_id"]: (float(r["stored"]), float(r["finished"] or "nan")) for r in rows}
-    found: dict[str, list[float]] = {
-        "opened: stored -> done": [],
-        "comment: opened done -> done": [],
-        "closed: comment done -> done": [],
-        "closed: answered -> done": [],
-    }
-    for opened, comment, closed in signed:
-        if not all(s.delivery_id in jobs for s in (opened, comment, closed)):
+    found: dict[str, list[float]] = {}
+    for three in signed:
+        if not all(s.delivery_id in jobs and s.delivery_id in ran for s in three):
             continue
-        o_stored, o_done = jobs[opened.delivery_id]
-        c_stored, c_done = jobs[comment.delivery_id]
-        x_stored, x_done = jobs[closed.delivery_id]
-        found["opened: stored -> done"].append(o_done - o_stored)
-        found["comment: opened done -> done"].append(c_done - max(o_done, c_stored))
-        found["closed: comment done -> done"].append(x_done - max(c_done, x_stored))
-        found["closed: answered -> done"].append(x_done - answers[closed.delivery_id][1])
+        before_done = 0.0
+        for name, sent in zip(("opened", "comment", "closed"), three, strict=True):
+            stored, done = jobs[sent.delivery_id]
+            started = done - ran[sent.delivery_id]
+            ready = max(stored + settle, before_done)
+            found.setdefault(f"{name} wait", []).append(started - ready)
+            found.setdefault(f"{name} run", []).append(ran[sent.delivery_id])
+            before_done = done
     return found
 
 
@@ -211,15 +232,17 @@ async def one_run(run: Run, args: argparse.Namespace, data_dir: Path) -> None:
                 trello=trello,
                 github=github,
                 GITHUB_WEBHOOK_SECRET=SECRET,
-                WORKER_MAX_JOBS=str(args.max_jobs),
+                WORKER_MAX_JOBS=str(version.max_jobs),
                 STORED_EVENT_LIMIT=str(100 * args.prs),
             )
             if version.settle_ms is not None:
                 env["ORDER_SETTLE_MS"] = str(version.settle_ms)
+            if version.process_limiter:
+                env["BENCH_TRELLO_LIMITER"] = "process"
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             web = load.web_process(env, logs / "web.log", port, version.source)
-            workers = load.worker_processes(env, logs, args.workers, version.source)
+            workers = load.worker_processes(env, logs, version.workers, version.source)
             with load.running([web, *workers]):
                 await load.wait_ready([web, *workers], [f"{base}/healthz"])
                 signed = sign(args.prs)
@@ -235,6 +258,8 @@ async def one_run(run: Run, args: argparse.Namespace, data_dir: Path) -> None:
                         "pg+redis": harness.CpuSampler(*pids),
                     }
                     machine = harness.MachineCpu()
+                    redis = Redis.from_url(urls[1])
+                    await redis.config_resetstat()
                     t0 = time.time()
                     answers = await burst(f"{base}/webhooks", signed, args.connections)
                     run.ingest = max(t for _, t in answers.values()) - t0
@@ -244,7 +269,14 @@ async def one_run(run: Run, args: argparse.Namespace, data_dir: Path) -> None:
                     wall = time.time() - t0
                     run.cpu = {k: s.used() / wall for k, s in samplers.items()}
                     run.cpu["machine"] = machine.busy()
-                    run.segments = await segments(pool, signed, answers)
+                    stats = await redis.info("commandstats")
+                    await redis.aclose()
+                    run.redis_calls = Counter(
+                        {name.removeprefix("cmdstat_"): v["calls"] for name, v in stats.items()}
+                    )
+                    ran = run_times([w.log for w in workers])
+                    settle = version.settles_ms / 1000
+                    run.segments = await segments(pool, signed, ran, settle)
                 finally:
                     await pool.close()
             run.non_2xx = sum(1 for status, _ in answers.values() if not 200 <= status < 300)
@@ -267,14 +299,14 @@ async def one_run(run: Run, args: argparse.Namespace, data_dir: Path) -> None:
 
 def summary(runs: list[Run], args: argparse.Namespace) -> str:
     head = (
-        f"{'version':<28}{'run':>4}{'p50 s':>7}{'p95 s':>7}{'p99 s':>7}{'max s':>7}"
+        f"{'version':<36}{'size':>6}{'run':>4}{'p50 s':>7}{'p95 s':>7}{'p99 s':>7}{'max s':>7}"
         f"{'ingest s':>9}{'exact':>6}{'trello/PR':>10}{'gh/PR':>6}{'web':>6}{'wkrs':>6}"
-        f"{'pg+rd':>6}{'box':>6}{'busy':>6}"
+        f"{'pg+rd':>6}{'box':>6}{'busy':>6}{'redis/PR':>9}"
     )
     lines = [
         f"{args.prs} PRs at once, each opened, commented on and closed {STEP * 2000:.0f} ms apart "
-        f"(deliveries {STEP * 1000:.0f} ms apart); {args.workers} workers, WORKER_MAX_JOBS "
-        f"{args.max_jobs}; fakes answer after {args.latency_ms:g} ms; latency: closed "
+        f"(deliveries {STEP * 1000:.0f} ms apart); workers x WORKER_MAX_JOBS as the version "
+        f"says; fakes answer after {args.latency_ms:g} ms; latency: closed "
         "delivery answered -> last effect at the fakes",
         head,
         "-" * len(head),
@@ -282,41 +314,78 @@ def summary(runs: list[Run], args: argparse.Namespace) -> str:
     for r in runs:
         lat = r.latencies
         lines.append(
-            f"{r.version.label:<28}{r.round:>4}{percentile(lat, 0.5):>7.2f}"
+            f"{r.version.label:<36}{f'{r.version.workers}x{r.version.max_jobs}':>6}{r.round:>4}"
+            f"{percentile(lat, 0.5):>7.2f}"
             f"{percentile(lat, 0.95):>7.2f}{percentile(lat, 0.99):>7.2f}"
             f"{max(lat, default=float('nan')):>7.2f}{r.ingest:>9.2f}"
             f"{'yes' if r.exact else 'NO':>6}{r.trello_per_pr:>10.1f}{r.github_per_pr:>6.1f}"
             + "".join(
                 f"{r.cpu.get(k, 0) * 100:>5.0f}%" for k in ("web", "workers", "pg+rd", "machine")
             )
-            + f"{r.busy_before:>6.2f}"
+            + f"{r.busy_before:>6.2f}{sum(r.redis_calls.values()) / len(r.latencies or [1]):>9.1f}"
         )
         if r.problems:
             lines.append(f"    not exact: {r.problems}; non-2xx answers: {r.non_2xx}")
-    lines.append("where the time went (median / p95 over the PRs of all runs of a version, s):")
+    names = [f"{job} {part}" for job in ("opened", "comment", "closed") for part in ("wait", "run")]
+    lines += [
+        "where the time went, median (p95) over the PRs of all runs, s: each job's wait from "
+        "when it may run (stored + settle, the job before it on the item done) to its start, "
+        "and its run",
+        f"{'version':<36}{'settle':>7}" + "".join(f"{n:>14}" for n in names),
+    ]
     for version in dict.fromkeys(r.version for r in runs):
         mine = [r for r in runs if r.version == version]
-        parts = []
-        for name in mine[0].segments:
+        cells = []
+        for name in names:
             values = [v for r in mine for v in r.segments.get(name, [])]
-            parts.append(
-                f"{name} {statistics.median(values):.2f} / {percentile(values, 0.95):.2f}"
+            cells.append(
+                f"{statistics.median(values):.2f} ({percentile(values, 0.95):.2f})"
                 if values
-                else f"{name} -"
+                else "-"
             )
-        lines.append(f"  {version.label}: " + "; ".join(parts))
+        lines.append(
+            f"{version.label:<36}{version.settles_ms / 1000:>7.2f}"
+            + "".join(f"{c:>14}" for c in cells)
+        )
+    lines.append("Redis commands per PR (all runs of a version), the most used first:")
+    for version in dict.fromkeys(r.version for r in runs):
+        mine = [r for r in runs if r.version == version]
+        calls: Counter[str] = sum((r.redis_calls for r in mine), Counter())
+        prs = sum(len(r.latencies) for r in mine) or 1
+        top = ", ".join(f"{name} {n / prs:.1f}" for name, n in calls.most_common(8))
+        lines.append(f"  {version.label}: {sum(calls.values()) / prs:.1f}: {top}")
     return "\n".join(lines)
 
 
 def versions(args: argparse.Namespace) -> list[Version]:
+    """This checkout (at each --settle-ms, and with each --also concurrency), and the one
+    given with --before, all at --workers x --max-jobs unless said otherwise."""
     found = []
     settles = [int(v) for v in args.settle_ms.split(",") if v] if args.settle_ms else [None]
+    here, size = BENCH.parent, (args.workers, args.max_jobs)
     for settle in settles:
         label = "this checkout" + (f", settle {settle} ms" if settle is not None else "")
-        found.append(Version(label, BENCH.parent, settle))
+        in_effect = DEFAULT_ORDER_SETTLE_MS if settle is None else settle
+        found.append(Version(label, here, settle, in_effect, *size))
+        if args.process_limiter:
+            label += ", per-process limiter"
+            found.append(Version(label, here, settle, in_effect, *size, process_limiter=True))
+    for workers, max_jobs in args.also:
+        label = f"this checkout, {workers} x {max_jobs} jobs"
+        found.append(Version(label, here, None, DEFAULT_ORDER_SETTLE_MS, workers, max_jobs))
     if args.before is not None:
-        found.append(Version(f"before ({args.before.name})", args.before.resolve(), None))
+        # Before ORDER_SETTLE_MS: a job could run as soon as it was stored.
+        found.append(Version(f"before ({args.before.name})", args.before.resolve(), None, 0, *size))
     return found
+
+
+def concurrency(value: str) -> list[tuple[int, int]]:
+    """'4x50,2x100' -> [(4, 50), (2, 100)]."""
+    pairs = []
+    for part in filter(None, value.split(",")):
+        workers, _, max_jobs = part.partition("x")
+        pairs.append((int(workers), int(max_jobs)))
+    return pairs
 
 
 def main() -> int:
@@ -328,6 +397,17 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=50.0, help="fakes' delay (50)")
     parser.add_argument("--before", type=Path, help="another checkout to run alternately")
     parser.add_argument("--settle-ms", default="", help="ORDER_SETTLE_MS values, one run each")
+    parser.add_argument(
+        "--process-limiter",
+        action="store_true",
+        help="also run this checkout with Trello's limiter per process, not in Redis",
+    )
+    parser.add_argument(
+        "--also",
+        type=concurrency,
+        default=[],
+        help="this checkout also at these workers x WORKER_MAX_JOBS, e.g. 4x50,2x100",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="runs of each version (2)")
     parser.add_argument("--timeout", type=float, default=120, help="per run, draining (s)")
     parser.add_argument("--quiet", type=float, default=20, help="wait for an idle box (s)")
@@ -335,8 +415,9 @@ def main() -> int:
     args = parser.parse_args()
     if (
         not 1 <= args.prs <= 1000
-        or not 1 <= args.workers <= 8
-        or not 1 <= args.max_jobs <= 1000
+        or not all(
+            1 <= w <= 8 and 1 <= m <= 1000 for w, m in [(args.workers, args.max_jobs), *args.also]
+        )
         or not 1 <= args.connections <= 256
         or not 1 <= args.rounds <= 5
         or not 1 <= args.timeout <= 600

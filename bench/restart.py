@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -77,7 +78,8 @@ class Proxy:
     in_flight: list[set[str]] = field(default_factory=list)  # delivery ids, per backend
     refused: Counter[int] = field(default_factory=Counter)  # connections, per backend
     cut_off: Counter[int] = field(default_factory=Counter)  # connected, then no answer
-    cut_off_why: dict[str, str] = field(default_factory=dict)  # delivery id -> error
+    # Why a delivery was not answered 2xx: delivery id -> the error or the answer.
+    failed_why: dict[str, str] = field(default_factory=dict)
     written: set[str] = field(default_factory=set)  # whole request sent, answer awaited
     _turn: int = 0
 
@@ -89,8 +91,9 @@ class Proxy:
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         guid = request.headers.get("X-GitHub-Delivery", "")
-        for _ in range(len(self.backends) if self.failover else 1):
-            n, self._turn = self._turn, (self._turn + 1) % len(self.backends)
+        first, self._turn = self._turn, (self._turn + 1) % len(self.backends)
+        for k in range(len(self.backends) if self.failover else 1):
+            n = (first + k) % len(self.backends)  # the chosen one, then the others
             self.in_flight[n].add(guid)
             try:
                 async with self.session.request(
@@ -101,6 +104,9 @@ class Proxy:
                     trace_request_ctx=guid,
                 ) as answer:
                     content = await answer.read()
+                    if not 200 <= answer.status < 300:
+                        said = content[:200].decode(errors="replace")
+                        self.failed_why[guid] = f"web{n} answered {answer.status}: {said}"
                     return web.Response(
                         status=answer.status,
                         body=content,
@@ -111,7 +117,7 @@ class Proxy:
                 continue
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self.cut_off[n] += 1
-                self.cut_off_why[guid] = f"web{n}: {type(exc).__name__}: {exc}"
+                self.failed_why[guid] = f"web{n}: {type(exc).__name__}: {exc}"
                 break
             finally:
                 self.in_flight[n].discard(guid)
@@ -274,7 +280,6 @@ async def measure(args: argparse.Namespace, data_dir: Path, urls: tuple[str, str
                     ingest = time.monotonic() - t0
                     restart = await restarting
                     failed = {g for g, status in answers.items() if not 200 <= status < 300}
-                    stored_anyway = failed - await wait_stored(pool, failed, time.monotonic())
                     print(f"{len(failed)} failed; recovering …", file=sys.stderr)
                     t1 = time.monotonic()
                     recovered_out = await recover(env, logs)
@@ -310,6 +315,8 @@ async def measure(args: argparse.Namespace, data_dir: Path, urls: tuple[str, str
     finally:
         await pool.close()
 
+    said = re.search(r"send (\d+) deliver", recovered_out)
+    by_command = int(said.group(1)) if said else 0
     sent = len(planned)
     ok_2xx = sum(n for status, n in statuses.items() if 200 <= status < 300)
     recovered = asked - missing
@@ -342,8 +349,11 @@ async def measure(args: argparse.Namespace, data_dir: Path, urls: tuple[str, str
                 else ""
             ),
         ),
-        ("  of which stored all the same", f"{len(stored_anyway):,}"),
-        ("asked again by recovery", f"{len(asked):,}"),
+        ("  of which stored all the same", f"{len(failed - asked - missing):,}"),
+        (
+            "asked again by recovery (the command, the workers' scan)",
+            f"{len(asked):,} ({by_command}, {len(asked) - by_command})",
+        ),
         ("recovered (asked again, then stored)", f"{len(recovered):,}"),
         ("stored (of the deliveries sent)", f"{sent - len(missing):,}"),
         ("jobs done / failed / unfinished", _jobs(jobs_by_status)),
@@ -370,11 +380,10 @@ async def measure(args: argparse.Namespace, data_dir: Path, urls: tuple[str, str
         ("first send to last job (s)", f"{total_s:.1f}"),
     ]
     print(load.table(rows))
-    print(recovered_out.strip().splitlines()[-1] if recovered_out.strip() else "")
-    for guid, why in proxy.cut_off_why.items():
-        late = "in flight at SIGTERM" if guid in restart.in_flight else "later"
-        late += ", whole request sent" if guid in restart.written else ""
-        print(f"cut off ({late}): {guid} {why}")
+    for guid, why in proxy.failed_why.items():
+        when = "in flight at SIGTERM" if guid in restart.in_flight else "later"
+        when += ", whole request sent" if guid in restart.written else ""
+        print(f"not 2xx ({when}): {guid} {why}")
     perfect = drained and not missing and exact and jobs_by_status.get("failed", 0) == 0
     if not perfect:
         print(f"NOT exactly once (logs kept in {logs})", file=sys.stderr)
