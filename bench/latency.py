@@ -83,6 +83,7 @@ class Run:
     github_per_pr: float = 0.0
     redis_calls: Counter[str] = field(default_factory=Counter)  # commands during the run
     cpu: dict[str, float] = field(default_factory=dict)  # cores busy during the run
+    worker_ms_per_job: float = 0.0  # CPU time of the workers per job
 
 
 def percentile(values: Sequence[float], share: float) -> float:
@@ -268,6 +269,7 @@ async def one_run(run: Run, args: argparse.Namespace, data_dir: Path) -> None:
                     # The last job's effects are answered before it is recorded done.
                     wall = time.time() - t0
                     run.cpu = {k: s.used() / wall for k, s in samplers.items()}
+                    run.worker_ms_per_job = run.cpu["workers"] * wall * 1000 / jobs
                     run.cpu["machine"] = machine.busy()
                     stats = await redis.info("commandstats")
                     await redis.aclose()
@@ -301,7 +303,7 @@ def summary(runs: list[Run], args: argparse.Namespace) -> str:
     head = (
         f"{'version':<36}{'size':>6}{'run':>4}{'p50 s':>7}{'p95 s':>7}{'p99 s':>7}{'max s':>7}"
         f"{'ingest s':>9}{'exact':>6}{'trello/PR':>10}{'gh/PR':>6}{'web':>6}{'wkrs':>6}"
-        f"{'pg+rd':>6}{'box':>6}{'busy':>6}{'redis/PR':>9}"
+        f"{'pg+rd':>6}{'box':>6}{'busy':>6}{'redis/PR':>9}{'wkr ms/job':>11}"
     )
     lines = [
         f"{args.prs} PRs at once, each opened, commented on and closed {STEP * 2000:.0f} ms apart "
@@ -320,9 +322,10 @@ def summary(runs: list[Run], args: argparse.Namespace) -> str:
             f"{max(lat, default=float('nan')):>7.2f}{r.ingest:>9.2f}"
             f"{'yes' if r.exact else 'NO':>6}{r.trello_per_pr:>10.1f}{r.github_per_pr:>6.1f}"
             + "".join(
-                f"{r.cpu.get(k, 0) * 100:>5.0f}%" for k in ("web", "workers", "pg+rd", "machine")
+                f"{r.cpu.get(k, 0) * 100:>5.0f}%" for k in ("web", "workers", "pg+redis", "machine")
             )
             + f"{r.busy_before:>6.2f}{sum(r.redis_calls.values()) / len(r.latencies or [1]):>9.1f}"
+            + f"{r.worker_ms_per_job:>11.1f}"
         )
         if r.problems:
             lines.append(f"    not exact: {r.problems}; non-2xx answers: {r.non_2xx}")
