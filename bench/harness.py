@@ -32,13 +32,18 @@ WRK_SCRIPT = BENCH / "webhook.lua"
 
 
 @contextlib.contextmanager
-def services(data_dir: Path) -> Iterator[tuple[str, str]]:
-    """DATABASE_URL / REDIS_URL when set, else embedded servers in ``data_dir``; migrated."""
+def services(
+    data_dir: Path, *, migrate: bool = True, settle_new: bool = True
+) -> Iterator[tuple[str, str]]:
+    """DATABASE_URL / REDIS_URL when set, else embedded servers in ``data_dir``; migrated
+    by this checkout unless ``migrate`` is false (another checkout's process will), and a
+    new PostgreSQL settled (below) unless ``settle_new`` is false."""
     database_url = os.environ.get("DATABASE_URL") or None
     redis_url = os.environ.get("REDIS_URL") or None
     with embedded.services_for(database_url, redis_url, data_dir) as (db_url, r_url):
-        asyncio.run(db.migrate_url(db_url))
-        if not database_url:
+        if migrate:
+            asyncio.run(db.migrate_url(db_url))
+        if not database_url and settle_new:
             asyncio.run(settle(db_url))
         yield db_url, r_url
 
@@ -167,10 +172,16 @@ class Child:
             time.sleep(0.005)
         raise RuntimeError(f"{self.name} did not answer {url} in {timeout:.0f}s; see {self.log}")
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def terminate(self) -> None:
+        """SIGTERM to the child's process group, as Heroku stops a dyno."""
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGTERM)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout``."""
+        if self.process.poll() is None:
+            self.terminate()
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -178,6 +189,14 @@ class Child:
                     os.killpg(self.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
         self._log_file.close()
+
+
+def stop_all(children: list[Child], timeout: float = 20.0) -> None:
+    """SIGTERM to every child at once, then wait for each (SIGKILL after ``timeout``)."""
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.stop(timeout)
 
 
 class CpuSampler:

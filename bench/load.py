@@ -16,14 +16,13 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,8 @@ from aiohttp.typedefs import Middleware
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # the fakes live in tests/
+
+import harness  # noqa: E402
 
 from bot import embedded  # noqa: E402
 from bot.embedded import free_port  # noqa: E402
@@ -57,9 +58,10 @@ class Timings:
     drain: float = 0.0  # from the first delivery sent to the last job finished
 
 
-def plan(prs: int, comments: int) -> list[Sent]:
+def plan(prs: int, comments: int, shuffle: random.Random | None = None) -> list[Sent]:
     """Every PR's deliveries, in rounds (every PR opened, then every first comment, …), so
-    one PR's deliveries go out in GitHub's order but far apart, as in a busy org."""
+    one PR's deliveries go out in GitHub's order but far apart, as in a busy org; each
+    round in PR order, or shuffled by ``shuffle``."""
     rounds: list[list[Sent]] = [[deliveries.pull_request("opened", n) for n in range(1, prs + 1)]]
     comment_id = 6_000_000_000
     for k in range(1, comments + 1):
@@ -69,6 +71,9 @@ def plan(prs: int, comments: int) -> list[Sent]:
             batch.append(deliveries.comment("pull_request", n, comment_id, f"Comment {k} on #{n}"))
         rounds.append(batch)
     rounds.append([deliveries.pull_request("closed", n) for n in range(1, prs + 1)])
+    if shuffle is not None:
+        for batch in rounds:
+            shuffle.shuffle(batch)
     return [sent for batch in rounds for sent in batch]
 
 
@@ -88,9 +93,11 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
 @contextlib.asynccontextmanager
 async def fakes(
     trello_middlewares: Sequence[Middleware] = (),
+    github_middlewares: Sequence[Middleware] = (),
 ) -> AsyncIterator[tuple[FakeTrello, FakeGitHub]]:
-    """A fake Trello (board, target list, an archive board) and a fake GitHub, served on
-    loopback ports; ``trello_middlewares`` run before the fake Trello's own (delays, …)."""
+    """A fake Trello (board, target list, an archive board) and a fake GitHub (which also
+    accepts the App's JWTs), served on loopback ports; the middlewares run before each
+    fake's own (delays, …)."""
     trello = FakeTrello()
     trello.board = trello.add_board("Community Pull Requests")
     trello.target_list = trello.add_list(trello.board, "Waiting for review")
@@ -98,84 +105,145 @@ async def fakes(
     trello.old_list = trello.add_list(trello.old_board, "Done")
     github = FakeGitHub(private_pem=TEST_PRIVATE_PEM, public_key=_KEY.public_key())
     github.add_user(deliveries.PR_AUTHOR, name="Adrien Thebo")
-    trello_app = trello.app()
-    for n, middleware in enumerate(trello_middlewares):
-        trello_app.middlewares.insert(n, middleware)
-    async with serve(trello_app) as trello_url, serve(github.app()) as github_url:
+    apps = [(trello.app(), trello_middlewares), (github.app(), github_middlewares)]
+    for app, middlewares in apps:
+        for n, middleware in enumerate(middlewares):
+            app.middlewares.insert(n, middleware)
+    async with serve(apps[0][0]) as trello_url, serve(apps[1][0]) as github_url:
         trello.url, github.base_url = trello_url, github_url
         yield trello, github
 
 
-@contextlib.contextmanager
-def processes(
-    env: dict[str, str], logs: Path, port: int
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """The web process and the workers, stopped with SIGTERM (as Heroku does) at the end."""
-    commands = [[sys.executable, "-m", "bot", "web"]]
-    commands += [[sys.executable, str(REPO / "bench" / "load_worker.py")]] * WORKERS
-    started = []
-    try:
-        for n, command in enumerate(commands):
-            log = (logs / f"{'web' if n == 0 else f'worker{n}'}.log").open("wb")
-            started.append(
-                subprocess.Popen(
-                    command, cwd=REPO, env={**env, "PORT": str(port)}, stdout=log, stderr=log
-                )
+@dataclass(frozen=True)
+class Answered:
+    """A request a fake answered: when it arrived and when its answer went out."""
+
+    method: str
+    path: str
+    status: int
+    arrived: float  # time.time()
+    answered: float
+
+
+def delayed(seconds: float, answered: list[Answered] | None = None) -> Middleware:
+    """A middleware that answers every request ``seconds`` after it arrived (the fake
+    does its work at once) and notes each in ``answered``."""
+
+    @web.middleware
+    async def delay(
+        request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        arrived = time.time()
+        response: web.StreamResponse = await handler(request)
+        await asyncio.sleep(max(0.0, arrived + seconds - time.time()))
+        if answered is not None:
+            answered.append(
+                Answered(request.method, request.path, response.status, arrived, time.time())
             )
-        yield started
+        return response
+
+    return delay
+
+
+def web_process(env: dict[str, str], log: Path, port: int, source: Path = REPO) -> harness.Child:
+    """`python -m bot web` of the checkout ``source`` on ``port``."""
+    argv = [sys.executable, "-m", "bot", "web"]
+    return harness.Child("web", argv, {**env, "PORT": str(port)}, log, cwd=source)
+
+
+def worker_processes(
+    env: dict[str, str], logs: Path, count: int, source: Path = REPO, *, paced: bool = False
+) -> list[harness.Child]:
+    """``count`` workers of the checkout ``source``, logging to worker1.log, …:
+    bench/load_worker.py (Trello's pacing lifted), or plain `python -m bot worker` when
+    ``paced``."""
+    command = ["-m", "bot", "worker"] if paced else [str(source / "bench" / "load_worker.py")]
+    return [
+        harness.Child(
+            f"worker{n}", [sys.executable, *command], env, logs / f"worker{n}.log", cwd=source
+        )
+        for n in range(1, count + 1)
+    ]
+
+
+@contextlib.contextmanager
+def running(children: list[harness.Child]) -> Iterator[list[harness.Child]]:
+    """Stops every child (SIGTERM, as Heroku does) at the end; more may be appended."""
+    try:
+        yield children
     finally:
-        for process in started:
-            process.send_signal(signal.SIGTERM)
-        for process in started:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        harness.stop_all(children, timeout=30)
 
 
-async def wait_ready(base: str, logs: Path, started: list[subprocess.Popen[bytes]]) -> None:
+async def wait_ready(children: Sequence[harness.Child], urls: Sequence[str] = ()) -> None:
+    """Until each worker among ``children`` has logged "worker ready" and each of
+    ``urls`` answers 200."""
     deadline = time.monotonic() + START_TIMEOUT
     async with aiohttp.ClientSession() as session:
         while True:
-            if any(p.poll() is not None for p in started):
-                raise SystemExit(f"a process exited early; see {logs}")
+            exited = [c.name for c in children if c.process.poll() is not None]
+            if exited:
+                raise SystemExit(f"{', '.join(exited)} exited early; see {children[0].log.parent}")
             if time.monotonic() > deadline:
-                raise SystemExit(f"not ready after {START_TIMEOUT:.0f} s; see {logs}")
-            workers_ready = all(
-                "worker ready" in (logs / f"worker{n}.log").read_text(errors="replace")
-                for n in range(1, WORKERS + 1)
-            )
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(f"{base}/healthz") as response:
-                    if response.status == 200 and workers_ready:
-                        return
-            await asyncio.sleep(0.2)
+                raise SystemExit(f"not ready after {START_TIMEOUT:.0f} s")
+            workers = [c for c in children if c.name.startswith("worker")]
+            if all("worker ready" in c.log.read_text(errors="replace") for c in workers) and all(
+                [await answers_ok(session, url) for url in urls]
+            ):
+                return
+            await asyncio.sleep(0.1)
 
 
-async def send_all(base: str, planned: list[Sent], connections: int) -> Counter[int]:
-    """POST every delivery, ``connections`` at a time, in the planned order."""
+async def answers_ok(session: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with session.get(url) as response:
+            return response.status == 200
+    except (aiohttp.ClientError, OSError):
+        return False
+
+
+OnAnswer = Callable[[Sent, int], None]
+
+
+async def send_all(
+    base: str,
+    planned: list[Sent],
+    connections: int,
+    *,
+    answer_within: float = 30.0,
+    on_answer: OnAnswer | None = None,
+) -> Counter[int]:
+    """POST every delivery once, ``connections`` at a time, in the planned order; an
+    answer's status (0: none within ``answer_within`` s, or the connection failed) is
+    counted and passed to ``on_answer``."""
     statuses: Counter[int] = Counter()
     queue: asyncio.Queue[Sent] = asyncio.Queue()
     for sent in planned:
         queue.put_nowait(sent)
     connector = aiohttp.TCPConnector(limit=connections)
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    client_timeout = aiohttp.ClientTimeout(total=answer_within)
+    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
 
         async def sender() -> None:
             while not queue.empty():
                 sent = queue.get_nowait()
-                try:
-                    async with session.post(
-                        f"{base}/webhooks", data=sent.body, headers=sent.headers
-                    ) as r:
-                        await r.read()
-                        statuses[r.status] += 1
-                except (aiohttp.ClientError, TimeoutError):
-                    statuses[0] += 1  # no answer
+                status = await post(session, f"{base}/webhooks", sent)
+                statuses[status] += 1
+                if on_answer is not None:
+                    on_answer(sent, status)
 
         await asyncio.gather(*(sender() for _ in range(connections)))
     return statuses
+
+
+async def post(session: aiohttp.ClientSession, url: str, sent: Sent) -> int:
+    """One delivery, as GitHub sends it: its answer's status, 0 for none."""
+    try:
+        async with session.post(url, data=sent.body, headers=sent.headers) as response:
+            await response.read()
+            return response.status
+    except (aiohttp.ClientError, TimeoutError):
+        return 0
 
 
 async def drain(pool: Any, jobs: int, deadline: float) -> bool:
@@ -189,12 +257,22 @@ async def drain(pool: Any, jobs: int, deadline: float) -> bool:
     return False
 
 
-def card_report(trello: FakeTrello, planned: list[Sent], prs: int) -> dict[str, int]:
-    """Cards and comments at the fake against what the deliveries call for."""
-    expected: dict[int, list[str]] = {}
+def card_report(
+    trello: FakeTrello, planned: list[Sent], prs: int, late: Collection[str] = ()
+) -> dict[str, int]:
+    """Cards and comments at the fake against what the deliveries call for.
+
+    Comments must be on the card in the order GitHub sent their deliveries, except those
+    of ``late`` deliveries (answered with a failure and sent again later): those can only
+    be copied when they arrive, after later ones (docs/jobs.md#order-per-item). They count
+    as ``copied_late`` when they came after a comment GitHub sent after them.
+    """
+    expected: dict[int, list[tuple[str, bool]]] = {}  # PR -> (comment, arrived late)
     for sent in planned:
         if sent.action != "opened":
-            expected.setdefault(sent.number, []).append(deliveries.trello_comment(sent))
+            expected.setdefault(sent.number, []).append(
+                (deliveries.trello_comment(sent), sent.delivery_id in late)
+            )
     by_pr: dict[int, list[dict[str, Any]]] = {}
     for card in trello.cards.values():
         name = card["name"]
@@ -203,20 +281,26 @@ def card_report(trello: FakeTrello, planned: list[Sent], prs: int) -> dict[str, 
     comments_by_card: dict[str, list[str]] = {}
     for action in trello.comment_actions:
         comments_by_card.setdefault(action["data"]["card"]["id"], []).append(action["data"]["text"])
-    lost = out_of_order = duplicated_comments = 0
+    lost = out_of_order = duplicated_comments = copied_late = 0
     for number in range(1, prs + 1):
         cards = by_pr.get(number, [])
+        want = expected.get(number, [])
         if not cards:
-            lost += 1 + len(expected.get(number, []))
+            lost += 1 + len(want)
             continue
         got = [c for card in cards for c in comments_by_card.get(card["id"], [])]
-        want = expected.get(number, [])
-        missing = Counter(want) - Counter(got)
-        extra = Counter(got) - Counter(want)
+        missing = Counter(text for text, _ in want) - Counter(got)
+        extra = Counter(got) - Counter(text for text, _ in want)
         lost += sum(missing.values())
         duplicated_comments += sum(extra.values())
-        if not missing and not extra and got != want:
+        on_time = [text for text, was_late in want if not was_late]
+        if not extra and [c for c in got if c in on_time] != [c for c in on_time if c in got]:
             out_of_order += 1
+        order = [text for text, _ in want]
+        for n, (text, was_late) in enumerate(want):
+            if was_late and text in got:
+                position = got.index(text)
+                copied_late += any(got.index(t) < position for t in order[n + 1 :] if t in got)
     return {
         "cards": len(trello.cards),
         "prs_with_card": len(by_pr),
@@ -224,6 +308,7 @@ def card_report(trello: FakeTrello, planned: list[Sent], prs: int) -> dict[str, 
         "lost": lost,
         "duplicate_comments": duplicated_comments,
         "out_of_order": out_of_order,
+        "copied_late": copied_late,
     }
 
 
@@ -267,8 +352,9 @@ async def measure(
         )
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        with processes(env, logs, port) as started:
-            await wait_ready(base, logs, started)
+        started = [web_process(env, logs / "web.log", port), *worker_processes(env, logs, WORKERS)]
+        with running(started):
+            await wait_ready(started, [f"{base}/healthz"])
             print(f"sending over {args.connections} connections …", file=sys.stderr)
             timings = Timings()
             t0 = time.monotonic()

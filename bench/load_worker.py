@@ -3,8 +3,12 @@
 The Trello client paces itself to Trello's published limit (100 requests per 10 s per
 token); the fake Trello has no limit, and at that pace the load test would measure only
 the pacing (some 10,000 Trello calls take over 8 minutes with two workers).
+
+With BENCH_TRELLO_LIMITER=process each worker counts its Trello requests in its own
+memory (as before the limits were shared in Redis), to measure what sharing costs.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -15,7 +19,19 @@ from bot.cli.main import main
 from bot.integrations import trello
 from bot.integrations.ratelimit import Window
 
-trello.TRELLO_WINDOWS = (Window(1_000_000, 10.0),)
+# Both of Trello's windows (per token, per key), counted as usual but never full.
+trello.TRELLO_WINDOWS = (Window(1_000_000, 10.0), Window(1_000_000, 10.0))
+
+if os.environ.get("BENCH_TRELLO_LIMITER") == "process":
+    from typing import Any
+
+    from bot.integrations.ratelimit import SlidingWindowLimiter
+    from bot.outputs import trello as trello_output
+
+    def process_limiter(redis: Any, settings: Any) -> SlidingWindowLimiter:
+        return SlidingWindowLimiter(trello.TRELLO_WINDOWS)
+
+    trello_output.shared_limiter = process_limiter  # type: ignore[attr-defined,assignment]
 
 if __name__ == "__main__":
     sys.exit(main(["worker"]))
