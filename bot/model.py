@@ -166,3 +166,6 @@ class Link:
     external_id: str  # card id, issue key
     url: str
     label: str  # e.g. "Trello card" or "PUP-1234"
+    # This call made the card or issue (it was not found): the item is new to the output.
+    # Not part of what a link is: the same card is the same link either way.
+    created: bool = field(default=False, compare=False)

@@ -6,6 +6,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from unittest import mock
 
 import aiohttp
 import asyncpg
@@ -14,14 +15,16 @@ from arq import Retry
 from arq.connections import ArqRedis
 
 from bot.config import Settings
-from bot.integrations.errors import NotRetryable
+from bot.integrations.errors import NotRetryable, Transient
 from bot.integrations.github import TOKEN_RENEW_MARGIN, GitHubClient
 from bot.model import Item, Link
 from bot.outputs import REGISTRY, Registration
 from bot.outputs.base import Services
+from bot.worker import status
 from bot.worker.context import worker_context
 from bot.worker.jobs import sync_pull_request
 from bot.worker.status import MARKER
+from tests.fakes.chaos import Chaos, calls
 from tests.fakes.github import APP_ID, TEST_PRIVATE_PEM, FakeGitHub
 from tests.support import delivery, run_worker, worker_ctx
 
@@ -298,3 +301,48 @@ async def test_concurrent_lookups_of_one_contributor_share_a_request(
         await github.contributor("nobody-here", INSTALLATION)
     fake_github.add_user("nobody-here")
     assert (await github.contributor("nobody-here", INSTALLATION)).name == "nobody-here"
+
+
+PR_ITEM = Item(
+    "pull_request",
+    "puppetlabs/puppet",
+    8412,
+    "Fix the thing",
+    "",
+    "https://github.com/puppetlabs/puppet/pull/8412",
+    "adrienthebo",
+    "open",
+    installation_id=INSTALLATION,
+)
+
+
+async def test_a_new_item_gets_its_status_comment_without_a_listing(
+    app_settings: Settings, fake_github: FakeGitHub, pool: asyncpg.Pool, session: Any
+) -> None:
+    github = GitHubClient(session, app_settings)
+    comments = f"/repos/{PR_ITEM.repository}/issues/{PR_ITEM.number}/comments"
+    assert await status.publish(github, pool, PR_ITEM, f"{MARKER} one", new=True) == (
+        "created",
+        mock.ANY,
+    )
+    assert (fake_github.calls("GET", comments), fake_github.calls("POST", comments)) == (0, 1)
+    # Known now: edited through its recorded id.
+    assert (await status.publish(github, pool, PR_ITEM, f"{MARKER} two", new=True))[0] == "edited"
+    assert fake_github.calls("GET", comments) == 0
+    assert await pool.fetchval("SELECT count(*) FROM pending_creates") == 0
+
+
+async def test_a_status_comment_whose_answer_was_lost_is_not_posted_twice(
+    app_settings: Settings, fake_github: FakeGitHub, pool: asyncpg.Pool, session: Any
+) -> None:
+    github = GitHubClient(session, app_settings)
+    fake_github.chaos = Chaos(
+        seed=1, share=1.0, kinds=("reset",), where=calls("POST", "/comments"), limit=1
+    )
+    with pytest.raises(Transient):
+        await status.publish(github, pool, PR_ITEM, f"{MARKER} one", new=True)
+    assert len(fake_github.comments_on(PR_ITEM.repository, PR_ITEM.number)) == 1
+    # The retry (still "new" by its outputs' steps) looks for it, and edits it.
+    assert (await status.publish(github, pool, PR_ITEM, f"{MARKER} two", new=True))[0] == "edited"
+    (comment,) = fake_github.comments_on(PR_ITEM.repository, PR_ITEM.number)
+    assert comment["body"] == f"{MARKER} two"

@@ -210,11 +210,21 @@ class TrelloClient:
         return Card.from_api(data)
 
     async def create_card(
-        self, list_id: str, name: str, desc: str, due: datetime | None = None
+        self,
+        list_id: str,
+        name: str,
+        desc: str,
+        due: datetime | None = None,
+        *,
+        attach: str | None = None,
     ) -> Card:
+        """A new card at the bottom of the list; ``attach``: a URL Trello attaches to it
+        in the same call (``urlSource``)."""
         body: dict[str, Any] = {"idList": list_id, "name": name, "desc": desc, "pos": "bottom"}
         if due is not None:
             body["due"] = trello_date(due)
+        if attach is not None:
+            body["urlSource"] = attach
         return Card.from_api(await self._request("POST", "cards", body=body))
 
     async def update_card(

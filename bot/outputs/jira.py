@@ -75,7 +75,7 @@ class JiraOutput:
                 # here: search may not show an issue created a moment ago.
                 await links.save(self._pool, NAME, item, key, None)
             await self._link_pull_request(key, item, check_existing=not created)
-            link = self._link(key)
+            link = self._link(key, created=created)
             # The URL marks the link as complete (see the resumed case above).
             await links.save(self._pool, NAME, item, key, link.url)
             return link
@@ -89,8 +89,8 @@ class JiraOutput:
     async def comment(self, item: Item, comment: Comment) -> Link | None:
         return await self._comment_once(item, jira_text.commented(comment.author, comment.body))
 
-    def _link(self, key: str) -> Link:
-        return Link(output=NAME, external_id=key, url=self.client.browse_url(key), label=key)
+    def _link(self, key: str, *, created: bool = False) -> Link:
+        return Link(NAME, key, self.client.browse_url(key), key, created=created)
 
     async def _project(self, item: Item) -> Project | None:
         if item.kind != "pull_request":

@@ -36,6 +36,7 @@ class CardRef:
 
     id: str
     short_url: str
+    created: bool = False  # made just now, by this call
 
 
 def _utcnow() -> datetime:
@@ -159,21 +160,22 @@ class TrelloOutput:
         if item.kind == "pull_request":
             author = await self._services.directory.contributor(item.author, item.installation_id)
         await links.mark_creating(self._services.pool, OUTPUT, item)
+        # The item's URL is attached in the same call: a new card costs one call.
         card = await self._client.create_card(
             self._settings.trello_target_list_id,
             text.card_name(item, author),
             text.card_description(item, author),
             self._due(item),
+            attach=item.html_url,
         )
         # Keep the cached board listing true instead of dropping it: a burst of new items
         # would otherwise scan the whole board once per card.
         cached = self._board_cards_cache.get(self._target_board or "")
         if cached is not None:
             cached.append(card)
-        await self._client.attach_url(card.id, item.html_url)
         await links.save(self._services.pool, OUTPUT, item, card.id, card.short_url)
         log.info("trello card created", extra=kv(item=item.key, card=card.id))
-        return CardRef(card.id, card.short_url)
+        return CardRef(card.id, card.short_url, created=True)
 
     async def _boards(self) -> list[str]:
         """The target list's board, then every TRELLO_BOARDS board."""
@@ -239,4 +241,4 @@ class TrelloOutput:
 
 
 def _link(card: CardRef) -> Link:
-    return Link(output=OUTPUT, external_id=card.id, url=card.short_url, label=LINK_LABEL)
+    return Link(OUTPUT, card.id, card.short_url, LINK_LABEL, created=card.created)

@@ -97,9 +97,11 @@ async def sync_item(job: JobContext, item: Item, action: str, *, status_comment:
     if status_comment and item.kind == "pull_request" and tracked_links:
         shown = "merged" if action == "closed" and item.merged else action
         body = status.render_status(tracked_links, shown, list(failures), datetime.now(UTC))
+        new = all(link.created for link in tracked_links)
 
         async def publish() -> Link | None:
-            outcome, _ = await status.publish(job.worker.github, job.worker.pool, item, body)
+            github, pool = job.worker.github, job.worker.pool
+            outcome, _ = await status.publish(github, pool, item, body, new=new)
             log.info(f"status comment {outcome}", extra=kv(item=item.key))
             return None
 

@@ -206,7 +206,15 @@ class FakeTrello(TrelloData):
             raise _bad("idList")
         self._find(self.lists, list_id)
         name, desc = _text(params, "name"), _text(params, "desc")
-        card = self.add_card(list_id, name, desc=desc, due=_due(params.get("due")))
+        source = params.get("urlSource")
+        if source is not None and not re.match(r"^https?://", str(source)):
+            raise _bad("urlSource")
+        card = self.add_card(
+            list_id, name or str(source or ""), desc=desc, due=_due(params.get("due"))
+        )
+        if source is not None:
+            # Trello attaches the URL to the new card, named by the URL itself.
+            self.add_attachment(card, str(source), str(source))
         return web.json_response(card)
 
     async def _update_card(self, request: web.Request) -> web.Response:
