@@ -65,6 +65,40 @@ class HookDelivery:
         )
 
 
+@dataclass(frozen=True)
+class Installation:
+    """One installation of the App, as ``GET /app/installations`` lists it."""
+
+    id: int
+    account: str
+    suspended: bool
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> Installation:
+        return cls(
+            id=int(data["id"]),
+            account=str((data.get("account") or {}).get("login") or ""),
+            suspended=bool(data.get("suspended_at")),
+        )
+
+
+@dataclass(frozen=True)
+class Repository:
+    """A repository an installation covers."""
+
+    full_name: str
+    archived: bool
+
+
+@dataclass(frozen=True)
+class Budget:
+    """GitHub's hourly budget for one installation (or token), as its last answer said."""
+
+    limit: int
+    remaining: int
+    reset: float  # when it is renewed (epoch seconds)
+
+
 def _expiry_timestamp(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
@@ -97,6 +131,9 @@ class GitHubClient:
         self._contributors: TTLCache[str, Contributor] = TTLCache(
             maxsize=10_000, ttl=CONTRIBUTOR_TTL, timer=clock
         )
+        # Each scope's budget as GitHub's x-ratelimit-* headers last said (GitHub counts
+        # for every process alike, so each process's latest answer is a good estimate).
+        self._budgets: dict[str, Budget] = {}
 
     @property
     def app_mode(self) -> bool:
@@ -127,13 +164,35 @@ class GitHubClient:
             "Authorization": authorization or await self._authorization(installation_id),
         }
         try:
-            return await send(
+            response = await send(
                 self.session, SERVICE, method, url, headers=headers, params=params, body=body
             )
         except RateLimited as exc:
             if self._backoff is not None:
                 await self._backoff.wait(scope, exc.retry_after)
             raise
+        self._note_budget(scope, response.headers)
+        return response
+
+    def _note_budget(self, scope: str, headers: Mapping[str, str]) -> None:
+        try:
+            budget = Budget(
+                int(headers["x-ratelimit-limit"]),
+                int(headers["x-ratelimit-remaining"]),
+                float(headers["x-ratelimit-reset"]),
+            )
+        except (KeyError, ValueError):
+            return
+        self._budgets[scope] = budget
+
+    def budget_wait(self, installation_id: int | None, keep: float) -> float:
+        """Seconds until work that can wait (an import) may spend calls for this
+        installation again: 0 while more than the share ``keep`` of its hourly budget is
+        left, or while nothing is known of it."""
+        budget = self._budgets.get(str(installation_id or "token"))
+        if budget is None or budget.remaining > budget.limit * keep:
+            return 0.0
+        return max(0.0, budget.reset - self._clock())
 
     # -- authentication -----------------------------------------------------------------
 
@@ -195,6 +254,23 @@ class GitHubClient:
         )
         return int(response.data["id"])
 
+    async def installations(self) -> list[Installation]:
+        """Every installation of the App."""
+        return [
+            Installation.from_api(data)
+            async for data in self.paginate("/app/installations", installation_id=None, as_app=True)
+        ]
+
+    async def installation_repositories(self, installation_id: int) -> list[Repository]:
+        """The repositories an installation covers, by name."""
+        found = [
+            Repository(str(data["full_name"]), bool(data.get("archived")))
+            async for data in self.paginate(
+                "/installation/repositories", installation_id=installation_id, key="repositories"
+            )
+        ]
+        return sorted(found, key=lambda r: r.full_name.lower())
+
     # -- reads --------------------------------------------------------------------------
 
     async def paginate(
@@ -204,9 +280,11 @@ class GitHubClient:
         installation_id: int | None,
         params: dict[str, str] | None = None,
         as_app: bool = False,
+        key: str | None = None,
     ) -> AsyncIterator[Any]:
         """Every element of a list endpoint, following ``Link: rel="next"`` pages (page
-        numbers or cursors alike). ``as_app``: an App endpoint, asked with the JWT."""
+        numbers or cursors alike). ``as_app``: an App endpoint, asked with the JWT;
+        ``key``: the list is that member of each page's object."""
         url: str | None = path
         query: dict[str, str] | None = {"per_page": "100", **(params or {})}
         while url:
@@ -217,7 +295,8 @@ class GitHubClient:
                 params=query,
                 authorization=f"Bearer {self.app_jwt()}" if as_app else None,
             )
-            for element in response.data or []:
+            elements = (response.data or {}).get(key) if key else response.data
+            for element in elements or []:
                 yield element
             match = _NEXT_LINK.search(response.headers.get("Link", ""))
             url, query = (match.group(1), None) if match else (None, None)
