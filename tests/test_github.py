@@ -15,7 +15,7 @@ from arq import Retry
 from arq.connections import ArqRedis
 
 from bot.config import Settings
-from bot.integrations.errors import NotRetryable, Transient
+from bot.integrations.errors import NotRetryable, RateLimited, Transient
 from bot.integrations.github import TOKEN_RENEW_MARGIN, GitHubClient
 from bot.model import Item, Link
 from bot.outputs import REGISTRY, Registration
@@ -346,3 +346,54 @@ async def test_a_status_comment_whose_answer_was_lost_is_not_posted_twice(
     assert (await status.publish(github, pool, PR_ITEM, f"{MARKER} two", new=True))[0] == "edited"
     (comment,) = fake_github.comments_on(PR_ITEM.repository, PR_ITEM.number)
     assert comment["body"] == f"{MARKER} two"
+
+
+async def test_imports_leave_the_last_of_the_hourly_budget_to_live_events(
+    app_settings: Settings,
+    fake_github: FakeGitHub,
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+) -> None:
+    fake_github.hourly_limit = 10
+    fake_github.add_user("adrienthebo")
+    async with worker_ctx(app_settings, pool, redis) as ctx:
+        github = worker_context(ctx).github
+        assert github.budget_wait(INSTALLATION, 0.2) == 0  # nothing known yet
+        for _ in range(7):  # 7 of its 10 used (minting the token counts for the App)
+            github._contributors.clear()
+            await github.contributor("adrienthebo", INSTALLATION)
+        assert github.budget_wait(INSTALLATION, 0.2) == 0  # 3 left
+        await github.contributor("adrienthebo", INSTALLATION)  # cached: no call
+        github._contributors.clear()
+        await github.contributor("adrienthebo", INSTALLATION)  # 2 left: the kept share
+        assert 3590 < github.budget_wait(INSTALLATION, 0.2) <= 3600
+        await pool.execute(
+            "INSERT INTO jobs (job_id, function, item_key, kwargs) VALUES ($1, $2, $3, $4)",
+            "import:puppetlabs/puppet#1",
+            "sync_pull_request",
+            "puppetlabs/puppet#1",
+            {},
+        )
+        kwargs = {
+            "repository": "puppetlabs/puppet",
+            "number": 1,
+            "action": "import",
+            "installation_id": INSTALLATION,
+        }
+        with pytest.raises(Retry) as caught:
+            await sync_pull_request(
+                {**ctx, "job_id": "import:puppetlabs/puppet#1", "job_try": 1}, **kwargs
+            )
+        assert (caught.value.defer_score or 0) / 1000 > 3590
+        row = await pool.fetchrow("SELECT status, failures, error FROM jobs")
+        assert (row["status"], row["failures"]) == ("queued", 0)
+        assert "import paused" in row["error"]
+        # Live events still spend it, up to GitHub's own limit.
+        github._contributors.clear()
+        await github.contributor("adrienthebo", INSTALLATION)
+        github._contributors.clear()
+        await github.contributor("adrienthebo", INSTALLATION)
+        github._contributors.clear()
+        with pytest.raises(RateLimited):
+            await github.contributor("adrienthebo", INSTALLATION)
+    assert fake_github.rate_limited == 1

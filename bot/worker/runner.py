@@ -12,7 +12,7 @@ from typing import Any
 from arq import Retry
 
 from bot.logs import kv
-from bot.queue.arq_enqueue import wake, wake_again
+from bot.queue.arq_enqueue import push_jobs, wake, wake_again
 from bot.store import jobs
 from bot.worker import retry
 from bot.worker.context import ArqContext, JobContext, WorkerContext, worker_context
@@ -73,7 +73,9 @@ async def _run_recorded(
         raise Retry(defer=claim.wait)
     if claim.state == "waiting":
         # Another job about the same item runs, or comes first: it wakes this one when
-        # it ends; the wait is for when that wake is lost.
+        # it ends; the wait is for when that wake is lost. One an import holds back is
+        # let go now, so this job waits for it alone and not for the whole import.
+        await push_jobs(worker.redis, await jobs.release_item(pool, job_id))
         raise _WaitForItem(retry.order_wait(job_try))
     if claim.state == "unknown":
         log.warning("job has no record; not run", extra=kv(**fields))
@@ -95,9 +97,11 @@ async def _run_recorded(
             )
             raise Retry(defer=decision.delay) from None
         await _finish(worker, job_id, "failed", error=decision.reason)
+        await _release_imports(worker, row)
         log.error("job failed", extra=kv(**fields, reason=decision.reason))
         return f"failed: {decision.reason}"
     await _finish(worker, job_id, "done", outcome=str(outcome))
+    await _release_imports(worker, row)
     log.info("job done", extra=kv(**fields, outcome=outcome))
     return outcome
 
@@ -123,6 +127,15 @@ async def _finish(
         await wake(worker.redis, [waiting])
     except Exception as exc:  # redis-py's errors: the waiting job checks again later
         log.warning("wake failed", extra=kv(job=waiting, reason=type(exc).__name__))
+
+
+async def _release_imports(worker: WorkerContext, row: Any) -> None:
+    """An import job ended: hand the next of its import's held jobs to Redis."""
+    if row["import_id"] is None:
+        return
+    released = await jobs.release_imports(worker.pool, worker.settings.import_jobs_at_once)
+    # Not queued (Redis unreachable): the sweep queues them in half a minute.
+    await push_jobs(worker.redis, released)
 
 
 async def after_job_end(ctx: ArqContext) -> None:
