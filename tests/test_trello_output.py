@@ -17,9 +17,10 @@ from bot.cli.receive import read_fixture
 from bot.config import ConfigError, Settings
 from bot.integrations.errors import Transient
 from bot.integrations.ratelimit import SlidingWindowLimiter
-from bot.integrations.trello import TRELLO_WINDOWS, TrelloClient
+from bot.integrations.trello import TRELLO_WINDOWS, Card, TrelloClient
 from bot.model import Comment, Contributor, Item, Link
 from bot.outputs import REGISTRY, build_outputs
+from bot.outputs import trello as trello_output
 from bot.outputs.base import Services
 from bot.outputs.trello import TrelloOutput
 from bot.outputs.trello_text import MAX_TEXT, card_description
@@ -386,3 +387,9 @@ async def test_the_output_is_registered(services: Services) -> None:
     assert REGISTRY["trello"].factory is TrelloOutput
     (output,) = build_outputs(("trello",), services)
     assert output.name == "trello"
+
+
+def test_a_board_listing_is_kept_longer_the_more_pages_it_took() -> None:
+    card = Card("5f0c8d9e1a2b3c4d5e6f7a8b", "(PR puppet/1) x", False, "l", "u", "u")
+    expiry = [trello_output._board_listing_expiry("b", [card] * n, 100.0) for n in (0, 1000, 1001)]
+    assert expiry == [110.0, 110.0, 120.0]

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cachetools import TTLCache
+from cachetools import TLRUCache
 
 from bot.config import Settings
 from bot.integrations.errors import NotRetryable
-from bot.integrations.trello import Card, TrelloClient, shared_limiter
+from bot.integrations.trello import BOARD_PAGE_SIZE, Card, TrelloClient, shared_limiter
 from bot.locks import KeyedLocks
 from bot.logs import kv
 from bot.model import Comment, Item, Link
@@ -24,9 +25,12 @@ log = logging.getLogger(__name__)
 
 OUTPUT = "trello"
 LINK_LABEL = "Trello card"
-# Long enough for a burst of new items to share one scan of a board, short enough for
-# cards made or renamed by hand to be seen soon.
-BOARD_CACHE_SECONDS = 5.0
+# A board's listing is kept this long per page it took: long enough for a burst of new
+# items to share one scan, short enough for cards made or renamed by hand to be seen
+# soon, and during a long burst (an import) a big board's scans take a small share of
+# the token's budget (a request per BOARD_PAGE_SECONDS, against Trello's 100 per 10 s),
+# however many cards it holds.
+BOARD_PAGE_SECONDS = 10.0
 BOARD_CACHE_SIZE = 32
 
 
@@ -72,8 +76,8 @@ class TrelloOutput:
         limiter = shared_limiter(services.redis, settings) if services.redis else None
         self._client = client or TrelloClient(services.http, settings, limiter=limiter)
         self._now = now
-        self._board_cards_cache: TTLCache[str, list[Card]] = TTLCache(
-            maxsize=BOARD_CACHE_SIZE, ttl=BOARD_CACHE_SECONDS
+        self._board_cards_cache: TLRUCache[str, list[Card]] = TLRUCache(
+            maxsize=BOARD_CACHE_SIZE, ttu=_board_listing_expiry
         )
         self._board_locks: dict[str, asyncio.Lock] = {}
         # The job layer orders one item's jobs across processes; this stops two calls
@@ -238,6 +242,10 @@ class TrelloOutput:
         if not self._settings.trello_set_target_response_time or item.state != "open":
             return None
         return text.response_due(self._now(), self._settings.tz)
+
+
+def _board_listing_expiry(_board: str, cards: list[Card], now: float) -> float:
+    return now + max(1, math.ceil(len(cards) / BOARD_PAGE_SIZE)) * BOARD_PAGE_SECONDS
 
 
 def _link(card: CardRef) -> Link:
