@@ -15,8 +15,10 @@ from arq import Retry
 from arq.connections import ArqRedis
 
 from bot.config import Settings
+from bot.integrations import github as github_module
 from bot.integrations.errors import NotRetryable, RateLimited, Transient
 from bot.integrations.github import TOKEN_RENEW_MARGIN, GitHubClient
+from bot.integrations.ratelimit import Window
 from bot.model import Item, Link
 from bot.outputs import REGISTRY, Registration
 from bot.outputs.base import Services
@@ -397,3 +399,55 @@ async def test_imports_leave_the_last_of_the_hourly_budget_to_live_events(
         with pytest.raises(RateLimited):
             await github.contributor("adrienthebo", INSTALLATION)
     assert fake_github.rate_limited == 1
+
+
+async def test_imports_keep_to_their_share_of_githubs_limit_on_new_comments(
+    app_settings: Settings,
+    fake_github: FakeGitHub,
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    monkeypatch: Any,
+) -> None:
+    # One new comment a minute for imports (four fifths of two, rounded down).
+    monkeypatch.setattr(github_module, "CONTENT_WINDOWS", (Window(2, 60.0),))
+    outcomes: list[Any] = []
+    async with worker_ctx(app_settings, pool, redis) as ctx:
+        for number in (1, 2):
+            job_id = f"import:puppetlabs/puppet#{number}"
+            await pool.execute(
+                "INSERT INTO jobs (job_id, function, item_key, kwargs) VALUES ($1, $2, $3, $4)",
+                job_id,
+                "sync_pull_request",
+                f"puppetlabs/puppet#{number}",
+                {},
+            )
+            listed = {
+                "number": number,
+                "title": f"Change {number}",
+                "html_url": f"https://github.com/puppetlabs/puppet/pull/{number}",
+                "user": {"login": "adrienthebo"},
+                "state": "open",
+            }
+            try:
+                outcomes.append(
+                    await sync_pull_request(
+                        {**ctx, "job_id": job_id, "job_try": 1},
+                        repository="puppetlabs/puppet",
+                        number=number,
+                        action="import",
+                        installation_id=INSTALLATION,
+                        comment=True,
+                        listed=listed,
+                    )
+                )
+            except Retry as retried:
+                outcomes.append((retried.defer_score or 0) / 1000)
+    assert outcomes[0].startswith("import puppetlabs/puppet#1: memo")
+    assert 55 < outcomes[1] <= 61
+    assert len(fake_github.comments_on("puppetlabs/puppet", 1)) == 1
+    assert fake_github.comments_on("puppetlabs/puppet", 2) == []
+    row = await pool.fetchrow("SELECT status, failures, error FROM jobs WHERE id = 2")
+    assert (row["status"], row["failures"]) == ("queued", 0)
+    assert "limit on new comments" in row["error"]
+    # Its output's part is done and recorded: the retry only writes the comment.
+    assert await pool.fetchval("SELECT count(*) FROM job_steps WHERE job_id LIKE '%#2'") == 1

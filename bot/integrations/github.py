@@ -15,11 +15,12 @@ from urllib.parse import quote
 import aiohttp
 from cachetools import TLRUCache, TTLCache
 from gidgethub.apps import get_jwt
+from redis.asyncio import Redis
 
 from bot.config import Settings
 from bot.integrations.errors import NotRetryable, RateLimited
 from bot.integrations.http import Response, send
-from bot.integrations.ratelimit import SharedBackoff
+from bot.integrations.ratelimit import SharedBackoff, SharedWindowLimiter, Window
 from bot.logs import kv
 from bot.model import Contributor
 
@@ -34,6 +35,9 @@ TOKEN_RENEW_MARGIN = 300.0
 JWT_REUSE_SECONDS = 480.0
 CONTRIBUTOR_TTL = 3600.0
 _NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
+# GitHub's secondary limits on requests that create content (a comment, or an edit of
+# one): 80 a minute and 500 an hour.
+CONTENT_WINDOWS = (Window(80, 60.0), Window(500, 3600.0))
 
 
 @dataclass(frozen=True)
@@ -431,6 +435,16 @@ class GitHubClient:
             body={"files": {name: {"content": text} for name, text in files.items()}},
         )
         return dict(response.data)
+
+
+def content_limiter(redis: Redis, installation_id: int | None, share: float) -> SharedWindowLimiter:
+    """``share`` of GitHub's limits on new content for one installation, counted in Redis
+    for every worker process (work that can wait keeps to it; see ``take``)."""
+    name = f"github:content:{installation_id or 'token'}"
+    return SharedWindowLimiter(
+        redis,
+        [(name, Window(max(1, int(w.requests * share)), w.seconds)) for w in CONTENT_WINDOWS],
+    )
 
 
 def _repo(repository: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.config import GITHUB_BUDGET_KEPT_FOR_LIVE
 from bot.integrations.errors import NotRetryable, RateLimited
+from bot.integrations.github import content_limiter
 from bot.jsonvalues import json_value
 from bot.logs import kv
 from bot.model import Comment, Item, Kind, Link
@@ -97,6 +98,15 @@ def pace_import(job: JobContext, installation_id: int | None) -> None:
         raise RateLimited("github", "import paused: the rest of the hour's budget is kept", wait)
 
 
+async def pace_import_comment(job: JobContext, installation_id: int | None) -> None:
+    """An import's status comments keep to their share of GitHub's limits on new content
+    (imports with --comment), waiting for the next free one."""
+    share = 1 - GITHUB_BUDGET_KEPT_FOR_LIVE
+    wait = await content_limiter(job.worker.redis, installation_id, share).take()
+    if wait > 0:
+        raise RateLimited("github", "import paused: GitHub's limit on new comments", wait)
+
+
 async def sync_item(job: JobContext, item: Item, action: str, *, status_comment: bool) -> str:
     if job.superseded:
         # This delivery reached us after a later change of the item's state had been
@@ -111,6 +121,8 @@ async def sync_item(job: JobContext, item: Item, action: str, *, status_comment:
         new = all(link.created for link in tracked_links)
 
         async def publish() -> Link | None:
+            if action == "import":
+                await pace_import_comment(job, item.installation_id)
             github, pool = job.worker.github, job.worker.pool
             outcome, _ = await status.publish(github, pool, item, body, new=new)
             log.info(f"status comment {outcome}", extra=kv(item=item.key))
