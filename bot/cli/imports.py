@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from arq.connections import ArqRedis
 from bot.cli import progress
 from bot.cli.common import UsageError, connected, load_settings, run
 from bot.config import Settings
+from bot.integrations.errors import NotRetryable
 from bot.integrations.github import GitHubClient
 from bot.model import REPOSITORY_NAME, JobRequest, item_key
 from bot.queue.arq_enqueue import push_jobs
@@ -64,6 +65,7 @@ class Listing:
     repositories: int = 0
     listed: int = 0
     queued: int = 0
+    skipped: list[str] = field(default_factory=list)  # GitHub refused to list them
 
 
 def parse_since(text: str) -> datetime:
@@ -144,6 +146,9 @@ async def _outcome(pool: asyncpg.Pool, run_: ImportRun, listing: Listing) -> str
         line += f" ({counts.total:,} in this import)"
     if counts.total == 0 and counts.found:
         line += "; imported before (--again queues them anew)"
+    if listing.skipped:
+        line += f"; {len(listing.skipped)} repositor{'y' if len(listing.skipped) == 1 else 'ies'}"
+        line += " skipped (above)"
     return line
 
 
@@ -213,15 +218,25 @@ async def queue_import(
         if repository in done:
             continue
         found = queued = 0
-        async for batch in _batches(github, request, repository, installation_id):
-            found += len(batch)
-            planned = [_job(run_, repository, installation_id, data) for data in batch]
-            new = await jobs.save_jobs(pool, None, planned, import_id=run_.id)
-            queued += len(new)
-            listing.queued += len(new)
-            await push_jobs(redis, await jobs.release_imports(pool, settings.import_jobs_at_once))
-            await imports.heartbeat(pool, run_.id)
-            progress(listing)
+        try:
+            async for batch in _batches(github, request, repository, installation_id):
+                found += len(batch)
+                planned = [_job(run_, repository, installation_id, data) for data in batch]
+                new = await jobs.save_jobs(pool, None, planned, import_id=run_.id)
+                queued += len(new)
+                listing.queued += len(new)
+                released = await jobs.release_imports(pool, settings.import_jobs_at_once)
+                await push_jobs(redis, released)
+                await imports.heartbeat(pool, run_.id)
+                progress(listing)
+        except NotRetryable as exc:
+            if request.repository is not None:
+                raise
+            # One repository the App cannot read (removed from the installation meanwhile,
+            # say) does not stop the others; naming it imports it once that is fixed.
+            listing.skipped.append(repository)
+            say(f"{repository}: skipped ({exc})")
+            continue
         await imports.repository_listed(pool, run_.id, repository, installation_id, found, queued)
         listing.listed += 1
         progress(listing)
