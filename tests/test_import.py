@@ -162,6 +162,8 @@ async def test_one_item_of_either_kind(
     add_pull(fake_github, REPO, 2)
     add_issue(fake_github, REPO, 3)
     env = env_for(app_settings, GITHUB_APP_ID="", GITHUB_TOKEN=fake_github.personal_token)
+    code, _, err = await bot("jobs", "progress", env=env)
+    assert code == 2 and "no import was made (python -m bot import starts one)" in err
     for number in ("2", "3"):
         code, out, err = await bot("import", REPO, number, env=env)
         assert code == 0 and f"{REPO.lower()}#{number}, 1 sync job(s) queued" in out, err
