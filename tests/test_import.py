@@ -191,6 +191,8 @@ def test_bad_input_is_a_usage_error(
     for name in [n for n in os.environ if n.startswith(("GITHUB_", "DATABASE_", "REDIS_"))]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_faketoken0123456789")
+    # In this process, the command must not take over the test run's logging.
+    monkeypatch.setattr("bot.cli.common.setup_logging", lambda *args, **kwargs: None)
     try:
         code = main(["import", *args])
     except SystemExit as exc:  # argparse's own errors exit by themselves
