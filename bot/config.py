@@ -22,6 +22,11 @@ DEFAULT_WORKER_JOB_TIMEOUT = 600  # seconds, as the old service
 # How long a delivery's jobs wait once stored before they may run, so that an earlier
 # event about the same item, stored at the same moment by another web process, goes first.
 DEFAULT_ORDER_SETTLE_MS = 500
+# Import jobs queued in Redis or running at once, across every worker: enough to keep the
+# outside APIs' limits busy, few enough that a live event never waits behind many.
+DEFAULT_IMPORT_JOBS_AT_ONCE = 10
+# The share of an installation's hourly GitHub budget that imports leave to live events.
+GITHUB_BUDGET_KEPT_FOR_LIVE = 0.2
 DEFAULT_OUTPUTS = ("trello",)
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_TRELLO_API_URL = "https://api.trello.com"
@@ -87,6 +92,7 @@ class Settings:
     worker_max_jobs: int = DEFAULT_WORKER_MAX_JOBS
     worker_job_timeout: int = DEFAULT_WORKER_JOB_TIMEOUT
     order_settle_ms: int = DEFAULT_ORDER_SETTLE_MS
+    import_jobs_at_once: int = DEFAULT_IMPORT_JOBS_AT_ONCE
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS
     outputs_explicit: bool = False  # GITHUB_EVENT_OUTPUTS was set (not the default)
     # GitHub (docs/github.md)
@@ -153,6 +159,9 @@ class Settings:
                 "WORKER_JOB_TIMEOUT", DEFAULT_WORKER_JOB_TIMEOUT, minimum=1
             ),
             order_settle_ms=reader.integer("ORDER_SETTLE_MS", DEFAULT_ORDER_SETTLE_MS, minimum=0),
+            import_jobs_at_once=reader.integer(
+                "IMPORT_JOBS_AT_ONCE", DEFAULT_IMPORT_JOBS_AT_ONCE, minimum=1
+            ),
             outputs=reader.names("GITHUB_EVENT_OUTPUTS", DEFAULT_OUTPUTS),
             outputs_explicit="GITHUB_EVENT_OUTPUTS" in env,
             github_api_url=reader.url("GITHUB_API_URL", DEFAULT_GITHUB_API_URL),

@@ -250,3 +250,6 @@ class Link:
     # The event made the output track the item somewhere new (an edited title that
     # names another Jira issue): the status comment must say so.
     moved: bool = False
+    # This call made the card or issue (it was not found): the item is new to the output.
+    # Not part of what a link is: the same card is the same link either way.
+    created: bool = field(default=False, compare=False)

@@ -6,6 +6,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from unittest import mock
 
 import aiohttp
 import asyncpg
@@ -14,14 +15,18 @@ from arq import Retry
 from arq.connections import ArqRedis
 
 from bot.config import Settings
-from bot.integrations.errors import NotRetryable
+from bot.integrations import github as github_module
+from bot.integrations.errors import NotRetryable, RateLimited, Transient
 from bot.integrations.github import TOKEN_RENEW_MARGIN, GitHubClient
+from bot.integrations.ratelimit import Window
 from bot.model import Item, Link
 from bot.outputs import REGISTRY, Registration
 from bot.outputs.base import Services
+from bot.worker import status
 from bot.worker.context import worker_context
 from bot.worker.jobs import sync_pull_request
 from bot.worker.status import MARKER
+from tests.fakes.chaos import Chaos, calls
 from tests.fakes.github import APP_ID, TEST_PRIVATE_PEM, FakeGitHub
 from tests.support import delivery, run_worker, worker_ctx
 
@@ -298,3 +303,151 @@ async def test_concurrent_lookups_of_one_contributor_share_a_request(
         await github.contributor("nobody-here", INSTALLATION)
     fake_github.add_user("nobody-here")
     assert (await github.contributor("nobody-here", INSTALLATION)).name == "nobody-here"
+
+
+PR_ITEM = Item(
+    "pull_request",
+    "puppetlabs/puppet",
+    8412,
+    "Fix the thing",
+    "",
+    "https://github.com/puppetlabs/puppet/pull/8412",
+    "adrienthebo",
+    "open",
+    installation_id=INSTALLATION,
+)
+
+
+async def test_a_new_item_gets_its_status_comment_without_a_listing(
+    app_settings: Settings, fake_github: FakeGitHub, pool: asyncpg.Pool, session: Any
+) -> None:
+    github = GitHubClient(session, app_settings)
+    comments = f"/repos/{PR_ITEM.repository}/issues/{PR_ITEM.number}/comments"
+    assert await status.publish(github, pool, PR_ITEM, f"{MARKER} one", new=True) == (
+        "created",
+        mock.ANY,
+    )
+    assert (fake_github.calls("GET", comments), fake_github.calls("POST", comments)) == (0, 1)
+    # Known now: edited through its recorded id.
+    assert (await status.publish(github, pool, PR_ITEM, f"{MARKER} two", new=True))[0] == "edited"
+    assert fake_github.calls("GET", comments) == 0
+    assert await pool.fetchval("SELECT count(*) FROM pending_creates") == 0
+
+
+async def test_a_status_comment_whose_answer_was_lost_is_not_posted_twice(
+    app_settings: Settings, fake_github: FakeGitHub, pool: asyncpg.Pool, session: Any
+) -> None:
+    github = GitHubClient(session, app_settings)
+    fake_github.chaos = Chaos(
+        seed=1, share=1.0, kinds=("reset",), where=calls("POST", "/comments"), limit=1
+    )
+    with pytest.raises(Transient):
+        await status.publish(github, pool, PR_ITEM, f"{MARKER} one", new=True)
+    assert len(fake_github.comments_on(PR_ITEM.repository, PR_ITEM.number)) == 1
+    # The retry (still "new" by its outputs' steps) looks for it, and edits it.
+    assert (await status.publish(github, pool, PR_ITEM, f"{MARKER} two", new=True))[0] == "edited"
+    (comment,) = fake_github.comments_on(PR_ITEM.repository, PR_ITEM.number)
+    assert comment["body"] == f"{MARKER} two"
+
+
+async def test_imports_leave_the_last_of_the_hourly_budget_to_live_events(
+    app_settings: Settings,
+    fake_github: FakeGitHub,
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+) -> None:
+    fake_github.hourly_limit = 10
+    fake_github.add_user("adrienthebo")
+    async with worker_ctx(app_settings, pool, redis) as ctx:
+        github = worker_context(ctx).github
+        assert github.budget_wait(INSTALLATION, 0.2) == 0  # nothing known yet
+        for _ in range(7):  # 7 of its 10 used (minting the token counts for the App)
+            github._contributors.clear()
+            await github.contributor("adrienthebo", INSTALLATION)
+        assert github.budget_wait(INSTALLATION, 0.2) == 0  # 3 left
+        await github.contributor("adrienthebo", INSTALLATION)  # cached: no call
+        github._contributors.clear()
+        await github.contributor("adrienthebo", INSTALLATION)  # 2 left: the kept share
+        assert 3590 < github.budget_wait(INSTALLATION, 0.2) <= 3600
+        await pool.execute(
+            "INSERT INTO jobs (job_id, function, item_key, kwargs) VALUES ($1, $2, $3, $4)",
+            "import:puppetlabs/puppet#1",
+            "sync_pull_request",
+            "puppetlabs/puppet#1",
+            {},
+        )
+        kwargs = {
+            "repository": "puppetlabs/puppet",
+            "number": 1,
+            "action": "import",
+            "installation_id": INSTALLATION,
+        }
+        with pytest.raises(Retry) as caught:
+            await sync_pull_request(
+                {**ctx, "job_id": "import:puppetlabs/puppet#1", "job_try": 1}, **kwargs
+            )
+        assert (caught.value.defer_score or 0) / 1000 > 3590
+        row = await pool.fetchrow("SELECT status, failures, error FROM jobs")
+        assert (row["status"], row["failures"]) == ("queued", 0)
+        assert "import paused" in row["error"]
+        # Live events still spend it, up to GitHub's own limit.
+        github._contributors.clear()
+        await github.contributor("adrienthebo", INSTALLATION)
+        github._contributors.clear()
+        await github.contributor("adrienthebo", INSTALLATION)
+        github._contributors.clear()
+        with pytest.raises(RateLimited):
+            await github.contributor("adrienthebo", INSTALLATION)
+    assert fake_github.rate_limited == 1
+
+
+async def test_imports_keep_to_their_share_of_githubs_limit_on_new_comments(
+    app_settings: Settings,
+    fake_github: FakeGitHub,
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    monkeypatch: Any,
+) -> None:
+    # One new comment a minute for imports (four fifths of two, rounded down).
+    monkeypatch.setattr(github_module, "CONTENT_WINDOWS", (Window(2, 60.0),))
+    outcomes: list[Any] = []
+    async with worker_ctx(app_settings, pool, redis) as ctx:
+        for number in (1, 2):
+            job_id = f"import:puppetlabs/puppet#{number}"
+            await pool.execute(
+                "INSERT INTO jobs (job_id, function, item_key, kwargs) VALUES ($1, $2, $3, $4)",
+                job_id,
+                "sync_pull_request",
+                f"puppetlabs/puppet#{number}",
+                {},
+            )
+            listed = {
+                "number": number,
+                "title": f"Change {number}",
+                "html_url": f"https://github.com/puppetlabs/puppet/pull/{number}",
+                "user": {"login": "adrienthebo"},
+                "state": "open",
+            }
+            try:
+                outcomes.append(
+                    await sync_pull_request(
+                        {**ctx, "job_id": job_id, "job_try": 1},
+                        repository="puppetlabs/puppet",
+                        number=number,
+                        action="import",
+                        installation_id=INSTALLATION,
+                        comment=True,
+                        listed=listed,
+                    )
+                )
+            except Retry as retried:
+                outcomes.append((retried.defer_score or 0) / 1000)
+    assert outcomes[0].startswith("import puppetlabs/puppet#1: memo")
+    assert 55 < outcomes[1] <= 61
+    assert len(fake_github.comments_on("puppetlabs/puppet", 1)) == 1
+    assert fake_github.comments_on("puppetlabs/puppet", 2) == []
+    row = await pool.fetchrow("SELECT status, failures, error FROM jobs WHERE id = 2")
+    assert (row["status"], row["failures"]) == ("queued", 0)
+    assert "limit on new comments" in row["error"]
+    # Its output's part is done and recorded: the retry only writes the comment.
+    assert await pool.fetchval("SELECT count(*) FROM job_steps WHERE job_id LIKE '%#2'") == 1

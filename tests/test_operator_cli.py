@@ -1,23 +1,21 @@
-"""Operator commands through the real entry point: import, events, failed jobs."""
+"""Operator commands through the real entry point: events, failed jobs (import has
+tests/test_import.py)."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import json
 from typing import Any
 
 import asyncpg
 import pytest
-from arq.connections import ArqRedis
 
 from bot.config import Settings
 from bot.integrations.errors import NotRetryable
 from bot.model import Item, Link
 from bot.outputs import REGISTRY, Registration
 from bot.outputs.base import Services
-from tests.fakes.github import APP_ID, TEST_PRIVATE_PEM, FakeGitHub
-from tests.support import FIXTURES, bot, delivery, run_worker
+from tests.fakes.github import FakeGitHub
+from tests.support import bot, delivery, run_worker
 
 REPO = "puppetlabs/puppet"
 
@@ -65,67 +63,6 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
         "GITHUB_API_URL": settings.github_api_url,
         **extra,
     }
-
-
-def add_open_pulls(fake: FakeGitHub, count: int) -> None:
-    body = json.loads((FIXTURES / "pull_request" / "opened.json").read_text())["body"]
-    for number in range(1, count + 1):
-        pull = copy.deepcopy(body["pull_request"])
-        pull.update(
-            number=number,
-            title=f"Change {number}",
-            html_url=f"https://github.com/{REPO}/pull/{number}",
-            created_at=f"2026-{1 + number // 28 % 12:02d}-{1 + number % 28:02d}T10:00:00Z",
-        )
-        fake.pulls[(REPO, number)] = pull
-    closed = copy.deepcopy(fake.pulls[(REPO, 1)])
-    closed.update(number=count + 1, state="closed")
-    fake.pulls[(REPO, count + 1)] = closed
-
-
-async def test_import_pages_through_every_open_pr_once(
-    ops_settings: Settings, fake_github: FakeGitHub, pool: asyncpg.Pool, redis: ArqRedis
-) -> None:
-    add_open_pulls(fake_github, 250)
-    env = env_for(ops_settings, GITHUB_APP_ID=APP_ID, GITHUB_PRIVATE_KEY=TEST_PRIVATE_PEM)
-    fake_github.installations[REPO] = 31415926
-    code, out, err = await bot("import", REPO, env=env)
-    assert code == 0, err
-    assert f"{REPO}: 250 open pull request(s), 250 sync job(s) queued" in out
-    assert "250/250" in err  # the progress bar
-    assert fake_github.calls("GET", f"/repos/{REPO}/pulls") == 3
-    assert fake_github.calls("POST", "/app/installations/") == 1
-    numbers = [
-        r["kwargs"]["number"] for r in await pool.fetch("SELECT kwargs FROM jobs ORDER BY id")
-    ]
-    assert numbers == list(range(1, 251))  # oldest first
-    assert await redis.zcard("arq:queue") == 250
-
-    code, out, _ = await bot("import", REPO, env=env)
-    assert code == 0 and "0 sync job(s) queued" in out
-    assert await pool.fetchval("SELECT count(*) FROM jobs") == 250
-
-    worker = await run_worker(
-        dataclasses.replace(
-            ops_settings, github_app_id=APP_ID, github_private_key=TEST_PRIVATE_PEM
-        ),
-        pool,
-    )
-    assert worker.jobs_complete == 250
-    assert await pool.fetchval("SELECT count(*) FROM jobs WHERE status = 'done'") == 250
-
-
-async def test_import_of_one_pr_and_bad_input(
-    ops_settings: Settings, fake_github: FakeGitHub, pool: asyncpg.Pool
-) -> None:
-    add_open_pulls(fake_github, 3)
-    env = env_for(ops_settings, GITHUB_TOKEN=fake_github.personal_token)
-    code, out, _ = await bot("import", REPO, "2", env=env)
-    assert code == 0 and "1 open pull request(s), 1 sync job(s) queued" in out
-    code, _, err = await bot("import", "not-a-repo", env=env)
-    assert code == 2 and "OWNER/REPO" in err
-    code, _, err = await bot("import", REPO, "99", env=env)
-    assert code == 1 and "404" in err and "Traceback" not in err
 
 
 async def test_events_list_and_replay(

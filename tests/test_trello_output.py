@@ -17,9 +17,10 @@ from bot.cli.receive import read_fixture
 from bot.config import ConfigError, Settings
 from bot.integrations.errors import Transient
 from bot.integrations.ratelimit import SlidingWindowLimiter
-from bot.integrations.trello import TRELLO_WINDOWS, TrelloClient
+from bot.integrations.trello import TRELLO_WINDOWS, Card, TrelloClient
 from bot.model import Comment, Contributor, Item, Link
 from bot.outputs import REGISTRY, build_outputs
+from bot.outputs import trello as trello_output
 from bot.outputs.base import Services
 from bot.outputs.trello import TrelloOutput
 from bot.outputs.trello_text import MAX_TEXT, card_description
@@ -105,7 +106,7 @@ async def test_pr_opened_makes_one_card_in_the_target_list(
     assert card["desc"] == card_description(PR, author)
     assert card["idList"] == trello.target_list and card["due"] is None
     assert trello.attachment_urls(card["id"]) == ["https://github.com/puppetlabs/puppet/pull/8412"]
-    assert link == Link("trello", card["id"], card["shortUrl"], "Trello card")
+    assert link == Link("trello", card["id"], card["shortUrl"], "Trello card") and link.created
     row = await pool.fetchrow("SELECT * FROM item_links")
     assert (row["output"], row["repository"], row["kind"], row["number"]) == (
         "trello",
@@ -114,22 +115,23 @@ async def test_pr_opened_makes_one_card_in_the_target_list(
         8412,
     )
     assert (row["external_id"], row["external_url"]) == (card["id"], card["shortUrl"])
-    # What "PR opened" costs on a cold worker with one extra board in TRELLO_BOARDS.
+    # What "PR opened" costs on a cold worker with one extra board in TRELLO_BOARDS: the
+    # card is made with the PR's URL attached in one call (urlSource).
     assert trello.requests == [
         ("GET", f"/1/lists/{trello.target_list}"),
         ("GET", f"/1/boards/{trello.board}/cards"),
         ("GET", f"/1/boards/{trello.old_board}/cards"),
         ("POST", "/1/cards"),
-        ("POST", f"/1/cards/{card['id']}/attachments"),
     ]
 
 
 async def test_a_known_item_costs_no_trello_call(services: Services, trello: FakeTrello) -> None:
     first = await make_output(services).sync(PR)
+    assert first.created
     trello.requests.clear()
     # Again in this worker, and in another one that has no cache yet.
-    assert await make_output(services).sync(PR) == first
-    assert await make_output(services).sync(PR) == first
+    again = [await make_output(services).sync(PR) for _ in range(2)]
+    assert again == [first, first] and not any(link.created for link in again)
     assert trello.requests == []
     only_card(trello, "(PR puppet/8412)")
 
@@ -178,7 +180,7 @@ async def test_a_burst_of_new_items_scans_each_board_once(
     # Closing them finds every card through item_links: no scan, no duplicate.
     await asyncio.gather(*(output.close(dataclasses.replace(i, state="closed")) for i in items))
     assert len(trello.cards_named("(PR puppet/")) == 60
-    assert trello.calls() == 3 + 60 * 2 + 60 * 2 and trello.rate_limited == 0
+    assert trello.calls() == 3 + 60 * 1 + 60 * 2 and trello.rate_limited == 0
 
 
 async def test_a_card_made_by_the_old_service_is_found_and_reused(
@@ -345,17 +347,18 @@ async def test_a_card_deleted_by_hand_is_forgotten(
     assert trello.comments(link.external_id) == ["This pull request is closed."]
 
 
-async def test_a_card_is_made_whole_when_a_sync_is_retried(
+async def test_a_create_refused_for_a_while_makes_one_card_when_retried(
     services: Services, trello: FakeTrello, pool: asyncpg.Pool
 ) -> None:
     output = make_output(services)
-    trello.fail_next(1, 502, "Bad Gateway", method="POST", path_part="/attachments")
+    trello.fail_next(1, 502, "Bad Gateway", method="POST", path_part="/1/cards")
     with pytest.raises(Transient):
         await output.sync(PR)
     link = await output.sync(PR)  # the job's retry
     card = only_card(trello, "(PR puppet/8412)")
-    assert link.external_id == card["id"]
+    assert link.external_id == card["id"] and link.created
     assert trello.attachment_urls(card["id"]) == [PR.html_url]
+    assert trello.calls("POST", "/attachments") == 0  # attached by the create itself
     assert await pool.fetchval("SELECT external_id FROM item_links") == card["id"]
 
 
@@ -384,3 +387,9 @@ async def test_the_output_is_registered(services: Services) -> None:
     assert REGISTRY["trello"].factory is TrelloOutput
     (output,) = build_outputs(("trello",), services)
     assert output.name == "trello"
+
+
+def test_a_board_listing_is_kept_longer_the_more_pages_it_took() -> None:
+    card = Card("5f0c8d9e1a2b3c4d5e6f7a8b", "(PR puppet/1) x", False, "l", "u", "u")
+    expiry = [trello_output._board_listing_expiry("b", [card] * n, 100.0) for n in (0, 1000, 1001)]
+    assert expiry == [110.0, 110.0, 120.0]

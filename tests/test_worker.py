@@ -84,7 +84,10 @@ async def test_jobs_that_missed_redis_are_queued_by_the_sweep(
     await post(client, "pull_request/opened")
     await post(client, "issues/opened")
     await dead.aclose()
-    await pool.execute("UPDATE jobs SET created_at = now() - interval '1 minute'")
+    await pool.execute(
+        "UPDATE jobs SET created_at = now() - interval '1 minute', released_at = created_at"
+        " - interval '1 minute'"
+    )
     assert await redis.zcard("arq:queue") == 0
     assert (await sweep_once(pool, redis, settings)).requeued == 2
     # Already in Redis: not queued twice.

@@ -1,4 +1,4 @@
-"""Operator commands on the stored state: projects, events, jobs and import."""
+"""Operator commands on the stored state: projects, events and jobs."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from bot.doctor import jira as doctor_jira
 from bot.integrations.errors import ServiceError
 from bot.integrations.github import GitHubClient
 from bot.integrations.jira import JiraClient
-from bot.model import REPOSITORY_NAME
 from bot.store import deliveries, jobs, projects
 from bot.worker import recovery
 
@@ -247,43 +246,6 @@ def jobs_retry(args: argparse.Namespace) -> int:
         return 0
 
     return run(work, load_settings(), with_redis=True)
-
-
-def import_pull_requests(args: argparse.Namespace) -> int:
-    if not REPOSITORY_NAME.match(args.repository):
-        raise UsageError(f"{args.repository!r} is not OWNER/REPO")
-    if args.number is not None and args.number < 1:
-        raise UsageError("NUMBER must be a pull request number (1 or more)")
-
-    async def work(settings: Settings) -> int:
-        async with connected(settings) as (pool, redis), aiohttp.ClientSession() as session:
-            result = await actions.import_pull_requests(
-                pool,
-                redis,
-                GitHubClient(session, settings),
-                args.repository,
-                args.number,
-                progress=_progress_bar,
-                again=args.again,
-            )
-        print(
-            f"{args.repository}: {result.found} open pull request(s), "
-            f"{result.queued} sync job(s) queued"
-        )
-        return 0
-
-    return run(work, load_settings(), with_redis=True)
-
-
-def _progress_bar(done: int, total: int, width: int = 30) -> None:
-    filled = width * done // total if total else width
-    end = "\n" if done >= total else ""
-    print(
-        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
-        end=end,
-        file=sys.stderr,
-        flush=True,
-    )
 
 
 PROJECT_HEADINGS = (

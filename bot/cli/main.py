@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from bot.cli import admin, history, processes, receive, trackers
+from bot.cli import admin, history, imports, processes, progress, receive, trackers
 from bot.cli import doctor as doctor_command
 from bot.cli import summary as summary_command
 from bot.cli.common import UsageError, ensure_logging
@@ -152,20 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("job", metavar="ID", help="the ID or JOB column of `jobs failed`")
     show.set_defaults(func=history.jobs_show)
-
-    importer = commands.add_parser(
-        "import",
-        help="queue sync jobs for the open PRs of a repository",
-        description="Queue a sync job for every open pull request of OWNER/REPO (or just "
-        "NUMBER), oldest first. Safe to run twice: a PR already imported is not queued again.",
+    watch = jobs.add_parser(
+        "progress",
+        help="follow an import's syncs: done, failed, waiting, rate and ETA",
+        description="Follow the sync jobs of an import as the workers do them, with a rate "
+        "and an ETA, until none is left; then a summary and the jobs that failed (exit 1 "
+        "when some did). Ctrl-C stops watching, not the import.",
     )
-    importer.add_argument("repository", metavar="OWNER/REPO")
-    importer.add_argument("number", metavar="NUMBER", type=int, nargs="?")
-    importer.add_argument(
-        "--again", action="store_true", help="queue PRs that were imported before, too"
+    watch.add_argument(
+        "import_id", metavar="IMPORT", type=int, nargs="?", help="the import (default: the latest)"
     )
-    importer.set_defaults(func=admin.import_pull_requests)
+    watch.set_defaults(func=progress.jobs_progress)
 
+    add_import(commands)
     add_doctor(commands)
     add_items(commands)
     add_projects(commands)
@@ -233,6 +232,53 @@ def add_items(commands: Any) -> None:
         help="only this output's link (default: every link)",
     )
     unlink.set_defaults(func=history.items_unlink)
+
+
+def add_import(commands: Any) -> None:
+    importer = commands.add_parser(
+        "import",
+        help="sync the open pull requests (or issues) of every repository the App is "
+        "installed on, or of one",
+        description="Queue a sync job for every open pull request of every repository of "
+        "every installation of the App (or of one installation, of OWNER/REPO, or just "
+        "NUMBER), oldest first. The workers sync them as fast as Trello's, Jira's and "
+        "GitHub's limits allow, live events first. Imported pull requests get no status "
+        "comment unless --comment. Safe to run twice: an item imported before is not "
+        "queued again, and an interrupted import is resumed. See docs/onboarding.md.",
+    )
+    importer.add_argument("repository", metavar="OWNER/REPO", nargs="?")
+    importer.add_argument("number", metavar="NUMBER", type=int, nargs="?")
+    importer.add_argument(
+        "--installation", type=int, metavar="ID", help="only the repositories of installation ID"
+    )
+    kinds = importer.add_mutually_exclusive_group()
+    for flag, kind, what in (
+        ("--pulls", "pulls", "open pull requests (the default)"),
+        ("--issues", "issues", "open issues only"),
+        ("--all", "all", "open pull requests and issues"),
+    ):
+        kinds.add_argument(flag, dest="kinds", action="store_const", const=kind, help=what)
+    importer.add_argument(
+        "--since",
+        type=imports.parse_since,
+        metavar="DATE",
+        help="only items updated since DATE (2026-06-01, or an ISO 8601 time; UTC)",
+    )
+    importer.add_argument(
+        "--comment",
+        action="store_true",
+        help="post the status comment on imported pull requests (by default they get none: "
+        "no notification to their authors)",
+    )
+    importer.add_argument(
+        "--again", action="store_true", help="queue items that were imported before, too"
+    )
+    importer.add_argument(
+        "--wait",
+        action="store_true",
+        help="then follow the syncs until they are done (Ctrl-C stops watching, not the import)",
+    )
+    importer.set_defaults(func=imports.import_command)
 
 
 def add_projects(commands: Any) -> None:

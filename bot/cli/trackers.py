@@ -8,8 +8,8 @@ import sys
 import aiohttp
 
 from bot.cli import adopt, checks
-from bot.cli.admin import _progress_bar
 from bot.cli.common import UsageError, connected, load_settings, run
+from bot.cli.progress import show_count
 from bot.cli.tables import table
 from bot.config import Settings
 from bot.integrations.jira import JiraClient
@@ -124,19 +124,19 @@ def links_adopt(args: argparse.Namespace) -> int:
                         client, pool, settings.trello_target_list_id, settings.trello_boards
                     )
                     print(f"trello: reading {len(boards)} board(s)", file=sys.stderr)
-                    reports.append(await adopt.read_trello(client, boards, resolver, _progress_bar))
+                    reports.append(await adopt.read_trello(client, boards, resolver, show_count))
                 if "jira" in outputs:
                     print("jira: reading the mapped projects", file=sys.stderr)
                     reports.append(
                         await adopt.read_jira(
-                            JiraClient(session, settings), pool, known, _progress_bar
+                            JiraClient(session, settings), pool, known, show_count
                         )
                     )
             except adopt.SourceUnknown as exc:
                 raise UsageError(f"{exc}; nothing was recorded") from None
             for report in reports:
                 print(f"{report.output}: recording {len(report.found)} link(s)", file=sys.stderr)
-                await adopt.record(pool, report, started, _progress_bar)
+                await adopt.record(pool, report, started, show_count)
         return _print_reports(reports)
 
     return run(work, settings, with_redis=True)

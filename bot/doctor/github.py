@@ -11,7 +11,7 @@ import jwt
 from bot.config import Settings
 from bot.doctor.findings import Finding, listed, ok, problem
 from bot.integrations.errors import NotRetryable
-from bot.integrations.github import GitHubClient, github_web_url
+from bot.integrations.github import GitHubClient, Installation, github_web_url
 from bot.model import APP_EVENTS, APP_PERMISSIONS, permission_covers
 
 NO_CREDENTIALS_FIX = (
@@ -68,7 +68,7 @@ async def check_app(settings: Settings, client: GitHubClient) -> list[Finding]:
         ]
     page = settings_page(settings, app)
     findings = [*check_app_grants(app, page)]
-    installations = await client.app_installations()
+    installations = await client.installations()
     findings += check_installations(app, installations)
     return findings
 
@@ -120,7 +120,7 @@ def check_app_grants(app: Mapping[str, Any], page: str) -> list[Finding]:
 
 
 def check_installations(
-    app: Mapping[str, Any], installations: Sequence[Mapping[str, Any]]
+    app: Mapping[str, Any], installations: Sequence[Installation]
 ) -> list[Finding]:
     if not installations:
         return [
@@ -137,23 +137,23 @@ def check_installations(
     app_permissions = app.get("permissions") or {}
     app_events = app.get("events") or []
     for installation in installations:
-        account = (installation.get("account") or {}).get("login") or f"#{installation.get('id')}"
+        account = installation.account or f"#{installation.id}"
         check = f"github installation {account}"
-        page = installation.get("html_url") or ""
-        if installation.get("suspended_at"):
+        page = installation.html_url
+        if installation.suspended:
             findings.append(
                 problem(
                     check,
-                    f"suspended since {installation['suspended_at']}",
+                    f"suspended since {installation.suspended_at}",
                     f"unsuspend it at {page}",
                 )
             )
             continue
-        granted = installation.get("permissions") or {}
+        granted = installation.permissions
         permissions = [
             p for p in missing_permissions(granted) if p not in missing_permissions(app_permissions)
         ]
-        events = [e for e in missing_events(installation.get("events") or []) if e in app_events]
+        events = [e for e in missing_events(installation.events) if e in app_events]
         if permissions or events:
             lacking = ", ".join([*permissions, *(f"{e} events" for e in events)])
             findings.append(
@@ -163,7 +163,7 @@ def check_installations(
                     f"an owner of {account} reviews and accepts the request at {page}",
                 )
             )
-    accounts = [(i.get("account") or {}).get("login") or f"#{i.get('id')}" for i in installations]
+    accounts = [i.account or f"#{i.id}" for i in installations]
     if not findings:
         count = f"{len(accounts)} account{'s' if len(accounts) > 1 else ''}"
         findings.append(ok("github installations", f"on {count}: {listed(accounts)}"))

@@ -15,11 +15,12 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from cachetools import TLRUCache, TTLCache
 from gidgethub.apps import get_jwt
+from redis.asyncio import Redis
 
 from bot.config import Settings
 from bot.integrations.errors import NotRetryable, RateLimited
 from bot.integrations.http import Response, send
-from bot.integrations.ratelimit import SharedBackoff
+from bot.integrations.ratelimit import SharedBackoff, SharedWindowLimiter, Window
 from bot.logs import kv
 from bot.model import Contributor
 
@@ -34,6 +35,9 @@ TOKEN_RENEW_MARGIN = 300.0
 JWT_REUSE_SECONDS = 480.0
 CONTRIBUTOR_TTL = 3600.0
 _NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
+# GitHub's secondary limits on requests that create content (a comment, or an edit of
+# one): 80 a minute and 500 an hour.
+CONTENT_WINDOWS = (Window(80, 60.0), Window(500, 3600.0))
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,51 @@ def github_web_url(api_url: str) -> str:
     return f"{parts.scheme}://{host}{path}"
 
 
+@dataclass(frozen=True)
+class Installation:
+    """One installation of the App, as ``GET /app/installations`` lists it, with the
+    permissions and events its owner accepted."""
+
+    id: int
+    account: str
+    suspended_at: str | None
+    html_url: str
+    permissions: Mapping[str, str]
+    events: tuple[str, ...]
+
+    @property
+    def suspended(self) -> bool:
+        return bool(self.suspended_at)
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> Installation:
+        return cls(
+            id=int(data["id"]),
+            account=str((data.get("account") or {}).get("login") or ""),
+            suspended_at=str(data["suspended_at"]) if data.get("suspended_at") else None,
+            html_url=str(data.get("html_url") or ""),
+            permissions=dict(data.get("permissions") or {}),
+            events=tuple(str(e) for e in data.get("events") or []),
+        )
+
+
+@dataclass(frozen=True)
+class Repository:
+    """A repository an installation covers."""
+
+    full_name: str
+    archived: bool
+
+
+@dataclass(frozen=True)
+class Budget:
+    """GitHub's hourly budget for one installation (or token), as its last answer said."""
+
+    limit: int
+    remaining: int
+    reset: float  # when it is renewed (epoch seconds)
+
+
 def _expiry_timestamp(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
@@ -108,6 +157,9 @@ class GitHubClient:
         self._contributors: TTLCache[str, Contributor] = TTLCache(
             maxsize=10_000, ttl=CONTRIBUTOR_TTL, timer=clock
         )
+        # Each scope's budget as GitHub's x-ratelimit-* headers last said (GitHub counts
+        # for every process alike, so each process's latest answer is a good estimate).
+        self._budgets: dict[str, Budget] = {}
 
     @property
     def app_mode(self) -> bool:
@@ -138,13 +190,35 @@ class GitHubClient:
             "Authorization": authorization or await self._authorization(installation_id),
         }
         try:
-            return await send(
+            response = await send(
                 self.session, SERVICE, method, url, headers=headers, params=params, body=body
             )
         except RateLimited as exc:
             if self._backoff is not None:
                 await self._backoff.wait(scope, exc.retry_after)
             raise
+        self._note_budget(scope, response.headers)
+        return response
+
+    def _note_budget(self, scope: str, headers: Mapping[str, str]) -> None:
+        try:
+            budget = Budget(
+                int(headers["x-ratelimit-limit"]),
+                int(headers["x-ratelimit-remaining"]),
+                float(headers["x-ratelimit-reset"]),
+            )
+        except (KeyError, ValueError):
+            return
+        self._budgets[scope] = budget
+
+    def budget_wait(self, installation_id: int | None, keep: float) -> float:
+        """Seconds until work that can wait (an import) may spend calls for this
+        installation again: 0 while more than the share ``keep`` of its hourly budget is
+        left, or while nothing is known of it."""
+        budget = self._budgets.get(str(installation_id or "token"))
+        if budget is None or budget.remaining > budget.limit * keep:
+            return 0.0
+        return max(0.0, budget.reset - self._clock())
 
     # -- authentication -----------------------------------------------------------------
 
@@ -213,14 +287,22 @@ class GitHubClient:
         )
         return dict(response.data)
 
-    async def app_installations(self) -> list[dict[str, Any]]:
-        """Every installation of the App, with the permissions and events it accepted."""
+    async def installations(self) -> list[Installation]:
+        """Every installation of the App."""
         return [
-            dict(installation)
-            async for installation in self.paginate(
-                "/app/installations", installation_id=None, as_app=True
+            Installation.from_api(data)
+            async for data in self.paginate("/app/installations", installation_id=None, as_app=True)
+        ]
+
+    async def installation_repositories(self, installation_id: int) -> list[Repository]:
+        """The repositories an installation covers, by name."""
+        found = [
+            Repository(str(data["full_name"]), bool(data.get("archived")))
+            async for data in self.paginate(
+                "/installation/repositories", installation_id=installation_id, key="repositories"
             )
         ]
+        return sorted(found, key=lambda r: r.full_name.lower())
 
     async def token_user(self) -> tuple[dict[str, Any], tuple[str, ...] | None]:
         """Whom GITHUB_TOKEN belongs to, and its OAuth scopes (None: a fine-grained token,
@@ -244,9 +326,11 @@ class GitHubClient:
         installation_id: int | None,
         params: dict[str, str] | None = None,
         as_app: bool = False,
+        key: str | None = None,
     ) -> AsyncIterator[Any]:
         """Every element of a list endpoint, following ``Link: rel="next"`` pages (page
-        numbers or cursors alike). ``as_app``: an App endpoint, asked with the JWT."""
+        numbers or cursors alike). ``as_app``: an App endpoint, asked with the JWT;
+        ``key``: the list is that member of each page's object."""
         url: str | None = path
         query: dict[str, str] | None = {"per_page": "100", **(params or {})}
         while url:
@@ -258,7 +342,8 @@ class GitHubClient:
                 params=query,
                 authorization=authorization,
             )
-            for element in response.data or []:
+            elements = (response.data or {}).get(key) if key else response.data
+            for element in elements or []:
                 yield element
             match = _NEXT_LINK.search(response.headers.get("Link", ""))
             url, query = (match.group(1), None) if match else (None, None)
@@ -393,6 +478,16 @@ class GitHubClient:
             body={"files": {name: {"content": text} for name, text in files.items()}},
         )
         return dict(response.data)
+
+
+def content_limiter(redis: Redis, installation_id: int | None, share: float) -> SharedWindowLimiter:
+    """``share`` of GitHub's limits on new content for one installation, counted in Redis
+    for every worker process (work that can wait keeps to it; see ``take``)."""
+    name = f"github:content:{installation_id or 'token'}"
+    return SharedWindowLimiter(
+        redis,
+        [(name, Window(max(1, int(w.requests * share)), w.seconds)) for w in CONTENT_WINDOWS],
+    )
 
 
 def _repo(repository: str) -> str:

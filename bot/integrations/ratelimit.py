@@ -187,6 +187,19 @@ class SharedWindowLimiter:
         finally:
             await self._release(keys=self._keys, args=[member, *(ms for _, ms in self._windows)])
 
+    async def take(self) -> float:
+        """A slot now, without waiting: 0.0 when taken (it counts from now, for work
+        that can wait), else the seconds until one frees up (nothing is taken)."""
+        member = secrets.token_hex(8)
+        args: list[str | int] = [member]
+        for requests, milliseconds in self._windows:
+            args += [requests, milliseconds]
+        wait = int(await self._acquire(keys=self._keys, args=[*args, IN_FLIGHT_MS]))
+        if wait != 0:
+            return IN_FLIGHT_POLL if wait < 0 else wait / 1000
+        await self._release(keys=self._keys, args=[member, *(ms for _, ms in self._windows)])
+        return 0.0
+
 
 class SharedBackoff:
     """A wait an API asked for (GitHub's rate limits), kept in Redis so that every process

@@ -317,12 +317,18 @@ class TrelloClient:
         desc: str,
         due: datetime | None = None,
         label_ids: tuple[str, ...] = (),
+        *,
+        attach: str | None = None,
     ) -> Card:
+        """A new card at the bottom of the list; ``attach``: a URL Trello attaches to it
+        in the same call (``urlSource``)."""
         body: dict[str, Any] = {"idList": list_id, "name": name, "desc": desc, "pos": "bottom"}
         if due is not None:
             body["due"] = trello_date(due)
         if label_ids:
             body["idLabels"] = ",".join(label_ids)
+        if attach is not None:
+            body["urlSource"] = attach
         return Card.from_api(await self._request("POST", "cards", body=body))
 
     async def board_labels(self, board_id: str) -> list[BoardLabel]:

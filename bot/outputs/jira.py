@@ -83,7 +83,7 @@ class JiraOutput:
                 # here: search may not show an issue created a moment ago.
                 await links.save(self._pool, NAME, item, key, None, labelled)
             await self._link_pull_request(key, item, check_existing=not created)
-            link = self._link(key, note)
+            link = self._link(key, note, created=created)
             # The URL marks the link as complete (see the resumed case above).
             await links.save(self._pool, NAME, item, key, link.url)
             await self._mirror_labels(project, item, key, labelled)
@@ -146,8 +146,8 @@ class JiraOutput:
             await self._mirror_labels(project, item, key, row["labels"])
         return self._link(key)
 
-    def _link(self, key: str, note: str = "") -> Link:
-        return Link(NAME, key, self.client.browse_url(key), key, note)
+    def _link(self, key: str, note: str = "", *, created: bool = False) -> Link:
+        return Link(NAME, key, self.client.browse_url(key), key, note, created=created)
 
     async def _project(self, item: Item) -> Project | None:
         if item.kind != "pull_request":

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cachetools import TTLCache
+from cachetools import TLRUCache
 
 from bot.config import Settings
 from bot.integrations.errors import NotRetryable
-from bot.integrations.trello import Card, TrelloClient, shared_limiter
+from bot.integrations.trello import BOARD_PAGE_SIZE, Card, TrelloClient, shared_limiter
 from bot.locks import KeyedLocks
 from bot.logs import kv
 from bot.model import Comment, Item, Link
@@ -26,9 +27,12 @@ log = logging.getLogger(__name__)
 
 OUTPUT = "trello"
 LINK_LABEL = "Trello card"
-# Long enough for a burst of new items to share one scan of a board, short enough for
-# cards made or renamed by hand to be seen soon.
-BOARD_CACHE_SECONDS = 5.0
+# A board's listing is kept this long per page it took: long enough for a burst of new
+# items to share one scan, short enough for cards made or renamed by hand to be seen
+# soon, and during a long burst (an import) a big board's scans take a small share of
+# the token's budget (a request per BOARD_PAGE_SECONDS, against Trello's 100 per 10 s),
+# however many cards it holds.
+BOARD_PAGE_SECONDS = 10.0
 BOARD_CACHE_SIZE = 32
 
 
@@ -39,6 +43,7 @@ class CardRef:
     id: str
     short_url: str
     labels: tuple[str, ...] = ()  # the GitHub labels this output put on it
+    created: bool = False  # made just now, by this call
 
 
 @dataclass(frozen=True)
@@ -83,8 +88,8 @@ class TrelloOutput:
         limiter = shared_limiter(services.redis, settings) if services.redis else None
         self._client = client or TrelloClient(services.http, settings, limiter=limiter)
         self._now = now
-        self._board_cards_cache: TTLCache[str, list[Card]] = TTLCache(
-            maxsize=BOARD_CACHE_SIZE, ttl=BOARD_CACHE_SECONDS
+        self._board_cards_cache: TLRUCache[str, list[Card]] = TLRUCache(
+            maxsize=BOARD_CACHE_SIZE, ttu=_board_listing_expiry
         )
         self._board_locks: dict[str, asyncio.Lock] = {}
         # The job layer orders one item's jobs across processes; this stops two calls
@@ -203,23 +208,24 @@ class TrelloOutput:
             board = board or await self._board_of(target.list_id)
             label_ids = [await self._labels.find_or_create(board, label) for label in item.labels]
         await links.mark_creating(self._services.pool, OUTPUT, item)
+        # The item's URL is attached in the same call: a new card costs one call.
         card = await self._client.create_card(
             target.list_id,
             text.card_name(item, author),
             text.card_description(item, author),
             self._due(item),
             tuple(label_ids),
+            attach=item.html_url,
         )
         # Keep the cached board listing true instead of dropping it: a burst of new items
         # would otherwise scan the whole board once per card.
         cached = self._board_cards_cache.get(board or self._list_boards.get(target.list_id, ""))
         if cached is not None:
             cached.append(card)
-        await self._client.attach_url(card.id, item.html_url)
         names = [label.name for label in item.labels]
         await links.save(self._services.pool, OUTPUT, item, card.id, card.short_url, names)
         log.info("trello card created", extra=kv(item=item.key, card=card.id))
-        return CardRef(card.id, card.short_url, tuple(names))
+        return CardRef(card.id, card.short_url, tuple(names), created=True)
 
     async def _target(self, item: Item) -> Target:
         mapping = await trello_lists.get(self._services.pool, item.repository)
@@ -314,5 +320,9 @@ def _best(cards: list[Card], identifier: str) -> Card | None:
     return min(matches, key=lambda c: c.closed) if matches else None
 
 
+def _board_listing_expiry(_board: str, cards: list[Card], now: float) -> float:
+    return now + max(1, math.ceil(len(cards) / BOARD_PAGE_SIZE)) * BOARD_PAGE_SECONDS
+
+
 def _link(card: CardRef) -> Link:
-    return Link(output=OUTPUT, external_id=card.id, url=card.short_url, label=LINK_LABEL)
+    return Link(OUTPUT, card.id, card.short_url, LINK_LABEL, created=card.created)

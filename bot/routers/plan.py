@@ -75,7 +75,11 @@ def event_time(event: sansio.Event) -> str | None:
     if where is None:
         return None
     thing = event.data.get(where[0])
-    value = thing.get(where[1]) if isinstance(thing, Mapping) else None
+    return valid_time(thing.get(where[1]) if isinstance(thing, Mapping) else None)
+
+
+def valid_time(value: object) -> str | None:
+    """``value`` if it is a timestamp as GitHub writes them, else None."""
     if not isinstance(value, str) or not _TIMESTAMP.match(value):
         return None
     try:  # the shape alone lets "2026-13-45T99:00:00Z" through; PostgreSQL would refuse it

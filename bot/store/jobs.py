@@ -45,14 +45,24 @@ _PLAIN = (int, float, bool, type(None))
 
 
 async def save_jobs(
-    db: asyncpg.Pool, delivery_id: str | None, jobs: Sequence[JobRequest]
+    db: asyncpg.Pool,
+    delivery_id: str | None,
+    jobs: Sequence[JobRequest],
+    *,
+    import_id: int | None = None,
 ) -> set[str]:
-    """Store jobs not tied to a new delivery (replays, imports); returns the new ids."""
+    """Store jobs not tied to a new delivery (replays, imports); returns the new ids.
+
+    An import's jobs are held back: ``release_imports`` hands them to Redis a few at a
+    time.
+    """
     rows = await db.fetch(
         """
-        INSERT INTO jobs (job_id, delivery_id, function, item_key, kwargs, order_at)
+        INSERT INTO jobs (job_id, delivery_id, function, item_key, kwargs, order_at,
+                          import_id, released_at)
         SELECT job_id, delivery_id, function, item_key, kwargs,
-               coalesce(order_at::timestamptz, now())
+               coalesce(order_at::timestamptz, now()), $7,
+               CASE WHEN $7::bigint IS NULL THEN now() END
         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[])
              AS j(job_id, delivery_id, function, item_key, kwargs, order_at)
         ON CONFLICT (job_id) DO NOTHING
@@ -64,8 +74,58 @@ async def save_jobs(
         [j.item_key for j in jobs],
         [j.kwargs for j in jobs],
         [j.order_at for j in jobs],
+        import_id,
     )
     return {r["job_id"] for r in rows}
+
+
+# Serialises releases, so that workers releasing at the same moment never hand out more
+# than their share together (any number will do as long as every process agrees).
+_RELEASE_LOCK = 7_301_862_013
+
+
+async def release_imports(db: asyncpg.Pool, at_once: int) -> list[JobRequest]:
+    """Release held import jobs, oldest first, until ``at_once`` import jobs are queued
+    in Redis or running; returns those released (for the caller to queue).
+
+    Called as an import job ends, when an import is stored, and by the sweep.
+    """
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _RELEASE_LOCK)
+        rows = await conn.fetch(
+            """
+            UPDATE jobs SET released_at = now()
+            WHERE id IN (
+                SELECT id FROM jobs WHERE released_at IS NULL AND status = 'queued'
+                ORDER BY id
+                LIMIT greatest(0, $1 - (
+                    SELECT count(*) FROM jobs
+                    WHERE released_at IS NOT NULL AND status IN ('queued', 'running')
+                      AND import_id IS NOT NULL)))
+            RETURNING job_id, function, item_key, kwargs
+            """,
+            at_once,
+        )
+    return [_request(row) for row in rows]
+
+
+async def release_item(db: asyncpg.Pool, job_id: str) -> list[JobRequest]:
+    """Release the held jobs about the item of ``job_id``: a live job waiting for them
+    must not wait for the rest of their import as well."""
+    rows = await db.fetch(
+        """
+        UPDATE jobs SET released_at = now()
+        WHERE item_key = (SELECT item_key FROM jobs WHERE job_id = $1)
+          AND released_at IS NULL AND status = 'queued'
+        RETURNING job_id, function, item_key, kwargs
+        """,
+        job_id,
+    )
+    return [_request(row) for row in rows]
+
+
+def _request(row: asyncpg.Record) -> JobRequest:
+    return JobRequest(row["function"], row["job_id"], row["item_key"], row["kwargs"])
 
 
 async def failed_jobs(db: asyncpg.Pool, num: int) -> list[asyncpg.Record]:
@@ -131,7 +191,7 @@ async def queue_again(db: asyncpg.Pool, row_id: int) -> None:
     """A failed job is queued again, with its tries counted afresh."""
     await db.execute(
         "UPDATE jobs SET status = 'queued', failures = 0, updated_at = now(),"
-        " finished_at = NULL WHERE id = $1",
+        " released_at = now(), finished_at = NULL WHERE id = $1",
         row_id,
     )
 
@@ -289,13 +349,14 @@ async def unqueued_jobs(
 ) -> list[asyncpg.Record]:
     """Jobs that should be in Redis by now; re-queueing one that is there is a no-op.
 
-    Queued jobs older than ``older_than_seconds``, and running ones whose try began more
-    than ``stale_seconds`` ago (longer than any try may last: its worker is gone).
+    Queued jobs released to Redis more than ``older_than_seconds`` ago (an import's held
+    jobs are not: ``release_imports`` hands them out), and running ones whose try began
+    more than ``stale_seconds`` ago (longer than any try may last: its worker is gone).
     """
     return await db.fetch(
         """
         SELECT job_id, function, item_key, kwargs FROM jobs
-        WHERE (status = 'queued' AND created_at < now() - make_interval(secs => $1))
+        WHERE (status = 'queued' AND released_at < now() - make_interval(secs => $1))
            OR (status = 'running' AND updated_at < now() - make_interval(secs => $2))
         ORDER BY id LIMIT $3
         """,

@@ -8,7 +8,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.integrations.errors import NotRetryable
+from bot.config import GITHUB_BUDGET_KEPT_FOR_LIVE
+from bot.integrations.errors import NotRetryable, RateLimited
+from bot.integrations.github import content_limiter
 from bot.jsonvalues import JSON_OBJECTS, parse_document
 from bot.logs import kv
 from bot.model import LABEL_ACTIONS, Comment, Item, Kind, Link
@@ -92,15 +94,34 @@ async def load_item(
     number: int,
     installation_id: int | None,
     delivery_id: str | None,
+    listed: dict[str, Any] | None = None,
 ) -> Item:
-    """From the stored delivery, or from GitHub when it was pruned (or for an import)."""
+    """From the stored delivery, as an import listed it, or from GitHub when the delivery
+    was pruned."""
     payload = await load_payload(job, delivery_id) or {}
-    data = payload.get("pull_request") or payload.get("issue")
+    data = payload.get("pull_request") or payload.get("issue") or listed
     if not isinstance(data, JSON_OBJECTS) or data.get("number") != number:
         github = job.worker.github
         fetch = github.pull_request if kind == "pull_request" else github.issue
         data = await fetch(repository, number, installation_id)
     return Item.from_github(kind, repository, data, installation_id)
+
+
+def pace_import(job: JobContext, installation_id: int | None) -> None:
+    """An import waits while the installation's GitHub budget is down to the share kept
+    for live events (docs/onboarding.md): it never spends that share."""
+    wait = job.worker.github.budget_wait(installation_id, GITHUB_BUDGET_KEPT_FOR_LIVE)
+    if wait > 0:
+        raise RateLimited("github", "import paused: the rest of the hour's budget is kept", wait)
+
+
+async def pace_import_comment(job: JobContext, installation_id: int | None) -> None:
+    """An import's status comments keep to their share of GitHub's limits on new content
+    (imports with --comment), waiting for the next free one."""
+    share = 1 - GITHUB_BUDGET_KEPT_FOR_LIVE
+    wait = await content_limiter(job.worker.redis, installation_id, share).take()
+    if wait > 0:
+        raise RateLimited("github", "import paused: GitHub's limit on new comments", wait)
 
 
 async def sync_item(job: JobContext, item: Item, action: str, *, status_comment: bool) -> str:
@@ -126,9 +147,13 @@ async def sync_item(job: JobContext, item: Item, action: str, *, status_comment:
     if status_comment and item.kind == "pull_request" and tracked_links:
         shown = "merged" if action == "closed" and item.merged else action
         body = status.render_status(tracked_links, shown, list(failures), datetime.now(UTC))
+        new = all(link.created for link in tracked_links)
 
         async def publish() -> Link | None:
-            outcome, _ = await status.publish(job.worker.github, job.worker.pool, item, body)
+            if action == "import":
+                await pace_import_comment(job, item.installation_id)
+            github, pool = job.worker.github, job.worker.pool
+            outcome, _ = await status.publish(github, pool, item, body, new=new)
             log.info(f"status comment {outcome}", extra=kv(item=item.key))
             return None
 
@@ -155,10 +180,18 @@ async def sync_pull_request(
     installation_id: int | None = None,
     delivery_id: str | None = None,
     sender_is_bot: bool = False,
+    comment: bool = True,
+    listed: dict[str, Any] | None = None,
 ) -> str:
-    item = await load_item(job, "pull_request", repository, number, installation_id, delivery_id)
+    """``comment``: keep the status comment (an import records the operator's choice);
+    ``listed``: the pull request as an import listed it."""
+    if action == "import":
+        pace_import(job, installation_id)
+    item = await load_item(
+        job, "pull_request", repository, number, installation_id, delivery_id, listed
+    )
     # Events sent by bots never lead to new comments (no loops between bots).
-    return await sync_item(job, item, action, status_comment=not sender_is_bot)
+    return await sync_item(job, item, action, status_comment=comment and not sender_is_bot)
 
 
 @tracked
@@ -171,8 +204,11 @@ async def sync_issue(
     installation_id: int | None = None,
     delivery_id: str | None = None,
     sender_is_bot: bool = False,
+    listed: dict[str, Any] | None = None,
 ) -> str:
-    item = await load_item(job, "issue", repository, number, installation_id, delivery_id)
+    if action == "import":
+        pace_import(job, installation_id)
+    item = await load_item(job, "issue", repository, number, installation_id, delivery_id, listed)
     return await sync_item(job, item, action, status_comment=False)
 
 

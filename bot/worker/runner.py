@@ -14,7 +14,7 @@ from arq import Retry
 
 from bot import metrics
 from bot.logs import kv
-from bot.queue.arq_enqueue import wake, wake_again
+from bot.queue.arq_enqueue import push_jobs, wake, wake_again
 from bot.store import jobs
 from bot.worker import retry
 from bot.worker.context import ArqContext, JobContext, WorkerContext, worker_context
@@ -78,7 +78,9 @@ async def _run_recorded(
         raise Retry(defer=claim.wait)
     if claim.state == "waiting":
         # Another job about the same item runs, or comes first: it wakes this one when
-        # it ends; the wait is for when that wake is lost.
+        # it ends; the wait is for when that wake is lost. One an import holds back is
+        # let go now, so this job waits for it alone and not for the whole import.
+        await push_jobs(worker.redis, await jobs.release_item(pool, job_id))
         metrics.count_job(function, "waiting")
         raise _WaitForItem(retry.order_wait(job_try))
     if claim.state == "unknown":
@@ -104,6 +106,7 @@ async def _run_recorded(
             )
             raise Retry(defer=decision.delay) from None
         await _finish(worker, job_id, "failed", function, started, error=decision.reason)
+        await _release_imports(worker, row)
         # A bug in our own code is logged with its traceback (in the same line), once.
         log.error(
             "job failed",
@@ -112,6 +115,7 @@ async def _run_recorded(
         )
         return f"failed: {decision.reason}"
     await _finish(worker, job_id, "done", function, started, outcome=str(outcome))
+    await _release_imports(worker, row)
     log.info("job done", extra=kv(**fields, outcome=outcome))
     return outcome
 
@@ -142,6 +146,15 @@ async def _finish(
         await wake(worker.redis, [finished.waiting])
     except Exception as exc:  # redis-py's errors: the waiting job checks again later
         log.warning("wake failed", extra=kv(job=finished.waiting, reason=type(exc).__name__))
+
+
+async def _release_imports(worker: WorkerContext, row: Any) -> None:
+    """An import job ended: hand the next of its import's held jobs to Redis."""
+    if row["import_id"] is None:
+        return
+    released = await jobs.release_imports(worker.pool, worker.settings.import_jobs_at_once)
+    # Not queued (Redis unreachable): the sweep queues them in half a minute.
+    await push_jobs(worker.redis, released)
 
 
 async def after_job_end(ctx: ArqContext) -> None:

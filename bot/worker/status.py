@@ -51,16 +51,23 @@ def render_status(
 
 
 async def publish(
-    github: GitHubClient, pool: asyncpg.Pool, item: Item, body: str
+    github: GitHubClient, pool: asyncpg.Pool, item: Item, body: str, *, new: bool = False
 ) -> tuple[str, int]:
     """Create the status comment once, then edit it; returns ("created"|"edited", id).
+
+    ``new``: every output that tracks the item made its card or issue in this job, so
+    the item is new to the service and cannot have a status comment yet; it is then
+    created without reading the pull request's comments first, unless an earlier try
+    may have created one whose answer was lost (``pending_creates``).
 
     Jobs for one item run one at a time (bot.worker.runner), so the find-then-create below
     cannot race with itself; the marker search also adopts a comment whose id we lost.
     """
     known = await links.find(pool, STATUS_LINK, item)
     comment_id = int(known["external_id"]) if known else None
-    if comment_id is None:
+    if comment_id is None and not (
+        new and await links.creating_since(pool, STATUS_LINK, item) is None
+    ):
         found = await github.find_comment(
             item.repository, item.number, MARKER, item.installation_id
         )
@@ -77,6 +84,7 @@ async def publish(
         else:
             await links.save(pool, STATUS_LINK, item, str(comment_id), edited.get("html_url"))
             return "edited", comment_id
+    await links.mark_creating(pool, STATUS_LINK, item)
     created = await github.create_comment(item.repository, item.number, body, item.installation_id)
     await links.save(pool, STATUS_LINK, item, str(created["id"]), created.get("html_url"))
     return "created", int(created["id"])

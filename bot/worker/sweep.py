@@ -1,5 +1,6 @@
 """The worker's minutely sweep: queue what PostgreSQL says must run but Redis does not
-hold; prune old delivery bodies, and history older than JOB_HISTORY_DAYS."""
+hold, start the next jobs of an import, prune old delivery bodies, and history older
+than JOB_HISTORY_DAYS."""
 
 from __future__ import annotations
 
@@ -61,6 +62,11 @@ async def sweep_once(pool: asyncpg.Pool, redis: ArqRedis, settings: Settings) ->
     requeued = await enqueue_jobs(
         redis,
         [JobRequest(r["function"], r["job_id"], r["item_key"], r["kwargs"]) for r in rows],
+    )
+    # An import's jobs are released as earlier ones end; this starts them again after
+    # their chain broke (Redis lost them, a worker died) or when no worker ran.
+    requeued += await enqueue_jobs(
+        redis, await jobs.release_imports(pool, settings.import_jobs_at_once)
     )
     pruned = await deliveries.prune_bodies(pool, settings.stored_event_limit)
     forgotten = await deliveries.prune_history(pool, settings.job_history_days)

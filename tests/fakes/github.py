@@ -1,8 +1,9 @@
 """A small GitHub REST API in memory, served on a local port, for the tests.
 
 It behaves like the real one where the bot cares: App JWTs are verified (RS256, iat/exp
-rules), installation tokens expire, list endpoints paginate with ``Link`` headers, and
-errors use GitHub's status codes, rate-limit headers and JSON bodies.
+rules), installation tokens expire, list endpoints paginate with ``Link`` headers, every
+installation (and token) has its hourly budget told in ``x-ratelimit-*`` headers and
+enforced with GitHub's 403, and errors use GitHub's status codes and JSON bodies.
 """
 
 from __future__ import annotations
@@ -81,6 +82,12 @@ class FakeGitHub:
     app_installations: dict[int, dict[str, Any]] = field(default_factory=dict)
     # What GET /user says of the personal token (X-OAuth-Scopes; None: a fine-grained one).
     token_scopes: list[str] | None = field(default_factory=lambda: ["gist", "repo"])
+    archived: set[str] = field(default_factory=set)  # repositories
+    # GitHub's primary limit: requests per hour per installation (and per token, and for
+    # the App's JWT), from the first request of the hour; 403 beyond it.
+    hourly_limit: int = 5000
+    rate_limited: int = 0  # 403s given for hourly_limit
+    _hours: dict[str, tuple[float, int]] = field(default_factory=dict)  # who -> reset, used
     gists: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[str, tuple[int, float]] = field(default_factory=dict)  # token -> inst, exp
     jwt_claims: list[dict[str, Any]] = field(default_factory=list)
@@ -277,6 +284,8 @@ class FakeGitHub:
         r.add_get("/app/installations", self.list_installations)
         r.add_get("/user", self.get_authenticated_user)
         r.add_post("/app/installations/{id}/access_tokens", self.mint_token)
+        r.add_get("/installation/repositories", self.installation_repositories)
+        r.add_get("/repos/{owner}/{repo}/issues", self.list_issues)
         r.add_get("/repos/{owner}/{repo}/installation", self.repo_installation)
         r.add_get("/users/{login}", self.get_user)
         r.add_get("/repos/{owner}/{repo}/pulls", self.list_pulls)
@@ -314,12 +323,16 @@ class FakeGitHub:
             refused = self._check_token(request)
             if refused is not None:
                 return refused
+        who = self._principal(request)
+        budget, over = self._spend(who)
+        if over:
+            self.rate_limited += 1
+            return error(403, f"API rate limit exceeded for {who}.", budget)
         try:
             response = await handler(request)
         except web.HTTPNotFound:
-            return error(404, "Not Found")
-        response.headers.setdefault("x-ratelimit-limit", "5000")
-        response.headers.setdefault("x-ratelimit-remaining", "4999")
+            response = error(404, "Not Found")
+        response.headers.update(budget)
         return response
 
     async def get_app(self, request: web.Request) -> web.Response:
@@ -366,6 +379,36 @@ class FakeGitHub:
             headers["X-Accepted-OAuth-Scopes"] = ""
         return web.json_response(self.users["webhooks-owner"], headers=headers)
 
+    def _principal(self, request: web.Request) -> str:
+        """Whose hourly budget a request counts against."""
+        if request.path.startswith("/app/") or request.path.endswith("/installation"):
+            return "the app"
+        token = request.headers.get("Authorization", "").partition(" ")[2]
+        known = self.tokens.get(token)
+        return f"installation ID {known[0]}" if known else "the user"
+
+    def _spend(self, who: str) -> tuple[dict[str, str], bool]:
+        """Count a request against ``who``'s hour: GitHub's headers for the answer, and
+        whether the hour's budget was spent already (the request is refused)."""
+        now = time.time()
+        reset, used = self._hours.get(who, (0.0, 0))
+        if reset <= now:
+            reset, used = now + 3600, 0
+        over = used >= self.hourly_limit
+        used += 0 if over else 1
+        self._hours[who] = (reset, used)
+        headers = {
+            "x-ratelimit-limit": str(self.hourly_limit),
+            "x-ratelimit-remaining": str(self.hourly_limit - used),
+            "x-ratelimit-reset": str(int(reset)),
+            "x-ratelimit-used": str(used),
+            "x-ratelimit-resource": "core",
+        }
+        return headers, over
+
+    def budget_used(self, installation_id: int) -> int:
+        return self._hours.get(f"installation ID {installation_id}", (0.0, 0))[1]
+
     async def mint_token(self, request: web.Request) -> web.Response:
         refused = self._check_jwt(request)
         if refused is not None:
@@ -390,6 +433,62 @@ class FakeGitHub:
         if repository not in self.installations:
             return error(404, "Not Found")
         return web.json_response({"id": self.installations[repository], "app_id": int(self.app_id)})
+
+    async def installation_repositories(self, request: web.Request) -> web.Response:
+        """The repositories of the token's installation: an object with ``total_count``
+        and a page of ``repositories`` (as GitHub answers this endpoint)."""
+        token = request.headers.get("Authorization", "").partition(" ")[2]
+        known = self.tokens.get(token)
+        if known is None:
+            return error(403, "This endpoint requires an installation access token")
+        names = sorted(r for r, i in self.installations.items() if i == known[0])
+        repositories = [
+            {
+                "id": 700_000 + n,
+                "name": name.split("/")[1],
+                "full_name": name,
+                "owner": {"login": name.split("/")[0]},
+                "private": False,
+                "archived": name in self.archived,
+            }
+            for n, name in enumerate(names)
+        ]
+        page = self._paginate(request, repositories)
+        assert page.text is not None
+        return web.json_response(
+            {
+                "total_count": len(repositories),
+                "repository_selection": "selected",
+                "repositories": json.loads(page.text),
+            },
+            headers={k: v for k, v in page.headers.items() if k == "Link"},
+        )
+
+    async def list_issues(self, request: web.Request) -> web.Response:
+        """Issues and pull requests together (a pull request carries ``pull_request``), as
+        GitHub lists them: by state, ``since`` (updated at or after), sorted."""
+        repository = self._repo(request)
+        state = request.query.get("state", "open")
+        since = request.query.get("since")
+        found = [
+            _as_issue(data, pull=(repo, number) in self.pulls)
+            for (repo, number), data in {**self.issues, **self.pulls}.items()
+            if repo == repository and (state == "all" or data["state"] == state)
+        ]
+        if since is not None:
+            try:
+                moment = datetime.fromisoformat(since.replace("Z", "+00:00"))
+            except ValueError:
+                return error(422, "Validation Failed")
+            found = [i for i in found if _moment(i["updated_at"]) >= moment]
+        sort = request.query.get("sort", "created")
+        if sort not in ("created", "updated", "comments"):
+            return error(422, "Validation Failed")
+        key = {"created": "created_at", "updated": "updated_at", "comments": "comments"}[sort]
+        found.sort(key=lambda i: (i.get(key) or "", i["number"]))
+        if request.query.get("direction", "desc") == "desc":
+            found.reverse()
+        return self._paginate(request, found)
 
     async def get_user(self, request: web.Request) -> web.Response:
         user = self.users.get(request.match_info["login"])
@@ -429,7 +528,9 @@ class FakeGitHub:
 
     async def get_issue(self, request: web.Request) -> web.Response:
         key = (self._repo(request), int(request.match_info["number"]))
-        found = self.issues.get(key) or self.pulls.get(key)
+        if key in self.pulls:  # a pull request, as the issues endpoints show it
+            return web.json_response(_as_issue(self.pulls[key], pull=True))
+        found = self.issues.get(key)
         return web.json_response(found) if found else error(404, "Not Found")
 
     async def list_comments(self, request: web.Request) -> web.Response:
@@ -548,6 +649,31 @@ class FakeGitHub:
 
 
 _DELIVERY_STATUS = {0: "timed out", 200: "OK", 202: "Accepted"}
+DEFAULT_TIME = "2026-01-01T00:00:00Z"
+
+
+def _moment(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _as_issue(data: dict[str, Any], *, pull: bool) -> dict[str, Any]:
+    """An issue, or a pull request as the issues endpoints show it."""
+    shown = {
+        **data,
+        "created_at": data.get("created_at") or DEFAULT_TIME,
+        "updated_at": data.get("updated_at") or data.get("created_at") or DEFAULT_TIME,
+        "comments": data.get("comments", 0),
+    }
+    if pull:
+        for field_name in ("head", "base", "merged", "merged_at", "mergeable", "diff_url"):
+            shown.pop(field_name, None)
+        shown["pull_request"] = {
+            "url": data.get("url", ""),
+            "html_url": data.get("html_url", ""),
+            "merged_at": data.get("merged_at"),
+        }
+    return shown
+
 
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 TEST_PRIVATE_PEM = _KEY.private_bytes(

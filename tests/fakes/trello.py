@@ -256,8 +256,16 @@ class FakeTrello(TrelloData):
         for label_id in label_ids:
             if label_id not in self.labels or self.labels[label_id]["idBoard"] != board:
                 raise _bad("idLabels")
-        card = self.add_card(list_id, name, desc=desc, due=_due(params.get("due")))
+        source = params.get("urlSource")
+        if source is not None and not re.match(r"^https?://", str(source)):
+            raise _bad("urlSource")
+        card = self.add_card(
+            list_id, name or str(source or ""), desc=desc, due=_due(params.get("due"))
+        )
         self.label_card(card, *(self.labels[i] for i in label_ids))
+        if source is not None:
+            # Trello attaches the URL to the new card, named by the URL itself.
+            self.add_attachment(card, str(source), str(source))
         return web.json_response(card)
 
     async def _update_card(self, request: web.Request) -> web.Response:
