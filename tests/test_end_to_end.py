@@ -185,3 +185,38 @@ async def test_a_late_delivery_of_older_labels_does_not_undo_newer_ones(
         "SELECT outcome FROM jobs WHERE kwargs->>'action' = 'labeled' ORDER BY id"
     )
     assert outcomes[-1]["outcome"] == "labeled puppetlabs/puppet#8412: superseded by a later event"
+
+
+async def test_comments_made_before_a_missed_opening_reach_the_card_once_it_exists(
+    make_client: Any,
+    full_settings: Settings,
+    pool: asyncpg.Pool,
+    trello: FakeTrello,
+    fake_jira: FakeJira,
+) -> None:
+    """The opening never came (or comes late, from GitHub's delivery log): a comment has
+    no card to go on, until closing the PR makes it; then the comment is copied."""
+    client = await make_client(**app_changes(full_settings))
+    await deliver(client, "issue_comment/created_on_pull_request")
+    await run_worker(full_settings, pool)
+    outcome = await pool.fetchval("SELECT outcome FROM jobs WHERE function = 'sync_comment'")
+    assert outcome.endswith(": not tracked") and trello.cards_named("(PR puppet/8412)") == []
+
+    await deliver(client, "pull_request/closed")
+    await run_worker(full_settings, pool)
+    (card,) = trello.cards_named("(PR puppet/8412)")
+    comments = trello.comments(card["id"])
+    assert comments[0] == "This pull request is closed."
+    assert len(comments) == 2 and comments[1].startswith("joshcooper commented:\n\n")
+    assert fake_jira.issues == {}  # closing makes no Jira issue
+
+    # The opening, sent again by GitHub later: the card stays as it is; Jira gets its
+    # issue, with the comment.
+    await deliver(client, "pull_request/opened")
+    await run_worker(full_settings, pool)
+    assert trello.comments(card["id"]) == comments
+    (issue,) = fake_jira.issues.values()
+    bodies = fake_jira.comment_bodies(issue.key)
+    assert sum(b.startswith("joshcooper commented:") for b in bodies) == 1
+    statuses = await pool.fetch("SELECT status FROM jobs")
+    assert {r["status"] for r in statuses} == {"done"}

@@ -329,6 +329,30 @@ async def finish_job(
     return Finished(row["waiting"], None if since is None else float(since))
 
 
+async def run_again_where_untracked(
+    db: asyncpg.Pool, item_key: str, function: str, step: str
+) -> list[JobRequest]:
+    """Queue again the item's finished ``function`` jobs whose ``step`` found nothing to
+    act on (it returned no link); only that step runs again, the others stay done."""
+    rows = await db.fetch(
+        """
+        WITH untracked AS (
+            DELETE FROM job_steps s USING jobs j
+            WHERE s.job_id = j.job_id AND j.item_key = $1 AND j.function = $2
+              AND j.status = 'done' AND s.step = $3 AND s.link IS NULL
+            RETURNING j.id
+        )
+        UPDATE jobs SET status = 'queued', failures = 0, updated_at = now(), finished_at = NULL
+        WHERE id IN (SELECT id FROM untracked)
+        RETURNING job_id, function, item_key, kwargs
+        """,
+        item_key,
+        function,
+        step,
+    )
+    return [JobRequest(r["function"], r["job_id"], r["item_key"], r["kwargs"]) for r in rows]
+
+
 def job_steps(claimed: asyncpg.Record) -> dict[str, Link | None]:
     """The steps recorded for a claimed job (``claim_job``'s row)."""
     return {step: Link(**link) if link else None for step, link in claimed["steps"].items()}

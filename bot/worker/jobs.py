@@ -15,6 +15,8 @@ from bot.jsonvalues import JSON_OBJECTS, parse_document
 from bot.logs import kv
 from bot.model import LABEL_ACTIONS, Comment, Item, Kind, Link
 from bot.outputs import Output
+from bot.queue.arq_enqueue import push_jobs
+from bot.queue.redis_client import forget_results
 from bot.store import deliveries, installations, jobs, links
 from bot.worker import status
 from bot.worker.context import JobContext
@@ -128,8 +130,11 @@ async def sync_item(job: JobContext, item: Item, action: str, *, status_comment:
     if job.superseded:
         # This delivery reached us after a later change of the item's state (or labels)
         # had been applied (a delivery GitHub sent again, hours late): applying it now
-        # would undo that change.
-        return f"{action} {item.repository}#{item.number}: superseded by a later event"
+        # would undo that change. An opening still makes sure every output tracks the
+        # item (finding or making its card or issue changes no state), quietly.
+        if action != "opened":
+            return f"{action} {item.repository}#{item.number}: superseded by a later event"
+        status_comment = False
     method = OUTPUT_METHODS[action]
 
     async def call(output: Output) -> Link | None:
@@ -140,6 +145,9 @@ async def sync_item(job: JobContext, item: Item, action: str, *, status_comment:
         return link
 
     tracked_links, failures = await apply_outputs(job, call)
+    for link in tracked_links:
+        if link.created:
+            await copy_missed_comments(job, link.output, item)
     if action in NO_STATUS:
         status_comment = False
     elif action in STATUS_WHEN_MOVED:
@@ -247,6 +255,21 @@ async def sync_comment(
         log.info("comment not copied: item is not tracked", extra=kv(item=item.key))
     where = outcome_text(tracked_links) if tracked_links else "not tracked"
     return f"comment {comment_id} on {repository}#{number}: {where}"
+
+
+async def copy_missed_comments(job: JobContext, output: str, item: Item) -> None:
+    """``output`` has just made the item's card or issue. Comments on the item that came
+    before, which it had nothing to copy onto (its opening was missed: a delivery GitHub
+    sent again later, or one that never came), are copied now: their jobs run again for
+    this output alone, right after this job."""
+    again = await jobs.run_again_where_untracked(
+        job.worker.pool, item.key, sync_comment.__name__, output
+    )
+    if not again:
+        return
+    await forget_results(job.worker.redis, [request.job_id for request in again])
+    await push_jobs(job.worker.redis, again)
+    log.info("comments to copy late", extra=kv(item=item.key, output=output, jobs=len(again)))
 
 
 @tracked
