@@ -10,13 +10,18 @@ from typing import Any, ClassVar
 
 from arq import cron
 
-from bot.config import DEFAULT_WORKER_JOB_TIMEOUT, DEFAULT_WORKER_MAX_JOBS, Settings
+from bot.config import (
+    DEFAULT_WORKER_JOB_TIMEOUT,
+    DEFAULT_WORKER_MAX_JOBS,
+    SUMMARY_HOUR_UTC,
+    Settings,
+)
 from bot.worker.context import ArqContext, shutdown, startup
 from bot.worker.jobs import FUNCTIONS
 from bot.worker.recovery import RECOVERY_MINUTES, recover_missed_deliveries
 from bot.worker.retry import ARQ_MAX_TRIES
 from bot.worker.runner import after_job_end
-from bot.worker.summary import CRON_HOUR_UTC, publish_summary
+from bot.worker.summary import publish_summary
 from bot.worker.sweep import sweep
 
 
@@ -35,7 +40,7 @@ class FixedSettings:
     cron_jobs: ClassVar[list[Any]] = [
         cron(sweep, second={0}, run_at_startup=True),
         # Always registered: it checks its settings when it runs (they are not read here).
-        cron(publish_summary, hour={CRON_HOUR_UTC}, minute={0}, second={0}),
+        cron(publish_summary, hour={SUMMARY_HOUR_UTC}, minute={0}, second={0}),
         cron(recover_missed_deliveries, minute=RECOVERY_MINUTES, second={30}),
     ]
     timezone = UTC  # cron hours are UTC, whatever TZ (business hours) says

@@ -31,6 +31,11 @@ DEFAULT_OUTPUTS = ("trello",)
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_TRELLO_API_URL = "https://api.trello.com"
 DEFAULT_TZ = "UTC"
+# GitHub keeps an App's webhook delivery log this long: missed deliveries can be asked
+# for again within it.
+GITHUB_DELIVERY_LOG_DAYS = 3
+# When the worker publishes the finished-card summary each day.
+SUMMARY_HOUR_UTC = 6
 DEFAULT_LOG_LEVEL = "INFO"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Whether new items look for the old service's cards and issues (docs/migrating.md):

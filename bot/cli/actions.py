@@ -7,6 +7,7 @@ import asyncpg
 from arq.connections import ArqRedis
 from gidgethub import sansio
 
+from bot.cli.common import NotFound
 from bot.jsonvalues import parse_document
 from bot.model import JobRequest
 from bot.queue.arq_enqueue import push_jobs
@@ -14,10 +15,6 @@ from bot.queue.redis_client import forget_results
 from bot.routers import router
 from bot.routers.plan import JobPlan
 from bot.store import deliveries, jobs
-
-
-class NotFound(Exception):
-    """The delivery, job or repository asked for does not exist."""
 
 
 async def replay_delivery(pool: asyncpg.Pool, redis: ArqRedis, delivery_id: str) -> list[str]:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -144,21 +143,6 @@ def events_replay(args: argparse.Namespace) -> int:
         return 0
 
     return run(work, load_settings(), with_redis=True)
-
-
-_DURATION = re.compile(r"^(\d{1,5})([smhd])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def duration(text: str) -> timedelta:
-    """``90m``, ``6h``, ``2d``: for argparse (a bad one is a usage error, exit 2)."""
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an age like 90m, 6h or 2d")
-    age = timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-    if age > recovery.RETENTION:
-        raise argparse.ArgumentTypeError("GitHub keeps three days of deliveries: at most 3d")
-    return age
 
 
 def events_recover(args: argparse.Namespace) -> int:

@@ -12,19 +12,23 @@ import secrets
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from arq.connections import ArqRedis
 
 from bot import embedded
-from bot.cli.actions import NotFound
 from bot.config import ConfigError, Settings
 from bot.error_tracking import setup_error_tracking
 from bot.integrations.errors import ServiceError
 from bot.logs import LineHandler, setup_logging
-from bot.queue.redis_client import connect_redis
 from bot.store import pool as db
+
+if TYPE_CHECKING:
+    from arq.connections import ArqRedis
+
+
+class NotFound(Exception):
+    """The delivery, job, item or repository asked for does not exist (exit 2)."""
 
 
 class UsageError(Exception):
@@ -86,6 +90,9 @@ async def connected(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, Arq
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # The message names the failure, never the URL (it may hold the password).
         raise DatabaseUnavailable(f"cannot use the database ({type(exc).__name__})") from None
+    # Loaded here: a command that needs no database never loads arq and redis-py.
+    from bot.queue.redis_client import connect_redis
+
     redis = connect_redis(settings.redis_url or "redis://127.0.0.1:9", timeout=5)
     try:
         yield pool, redis

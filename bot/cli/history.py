@@ -8,10 +8,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.cli.actions import NotFound
-from bot.cli.common import UsageError, connected, load_settings, run
+from bot.cli.common import NotFound, UsageError, connected, load_settings, run
 from bot.config import Settings
 from bot.model import InvalidRepository, item_key, parse_item_reference
+from bot.outputs import REGISTRY
 from bot.store import deliveries, jobs, links
 from bot.store.jobs import JobHistory
 from bot.store.links import ItemLink
@@ -144,6 +144,9 @@ def _job_lines(job: JobHistory) -> list[str]:
 
 def items_unlink(args: argparse.Namespace) -> int:
     repository, number = _item(args.item)
+    known = [*sorted(REGISTRY), STATUS_LINK]
+    if args.output is not None and args.output not in known:
+        raise UsageError(f"--output {args.output!r} is not one of {', '.join(known)}")
 
     async def work(settings: Settings) -> int:
         async with connected(settings) as (pool, _):

@@ -68,17 +68,6 @@ class Listing:
     skipped: list[str] = field(default_factory=list)  # GitHub refused to list them
 
 
-def parse_since(text: str) -> datetime:
-    """``2026-06-01`` or an ISO 8601 time (UTC unless it says otherwise): for argparse."""
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a date like 2026-06-01 or 2026-06-01T09:00:00Z"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def import_request(args: argparse.Namespace) -> ImportRequest:
     if args.repository is not None and not REPOSITORY_NAME.match(args.repository):
         raise UsageError(f"{args.repository!r} is not OWNER/REPO")

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from bot.cli import admin, history, imports, processes, progress, receive, trackers
-from bot.cli import doctor as doctor_command
-from bot.cli import summary as summary_command
+from bot.cli import arguments
 from bot.cli.common import UsageError, ensure_logging
-from bot.config import ConfigError
+from bot.config import SUMMARY_HOUR_UTC, ConfigError
 from bot.embedded import EmbeddedUnavailable
 from bot.logs import kv
-from bot.outputs import REGISTRY
-from bot.worker.status import STATUS_LINK
-from bot.worker.summary import CRON_HOUR_UTC
+
+
+def command(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """``bot.cli.MODULE.NAME``, imported when the command runs: a command loads only
+    what it uses (and `--help` nothing but this parser)."""
+
+    def run(args: argparse.Namespace) -> int:
+        function = getattr(importlib.import_module(f"bot.cli.{module}"), name)
+        return int(function(args) or 0)
+
+    run.__qualname__ = f"{module}.{name}"
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to listen on (default: %(default)s, this machine only; 0.0.0.0 makes "
         "the service, and /setup until the App is configured, reachable from the network)",
     )
-    local.set_defaults(func=processes.run_all)
+    local.set_defaults(func=command("processes", "run_all"))
     web = commands.add_parser(
         "web", help="serve the webhook endpoint on $PORT", description="Serve on $PORT."
     )
@@ -50,15 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="0.0.0.0",  # noqa: S104  (a dyno is reached through Heroku's router)
         help="address to listen on (default: %(default)s, every interface)",
     )
-    web.set_defaults(func=processes.run_web)
+    web.set_defaults(func=command("processes", "run_web"))
     commands.add_parser(
         "worker",
         help="run an arq worker (same as `arq worker.WorkerSettings`)",
         description="Run an arq worker processing the queued jobs.",
-    ).set_defaults(func=processes.run_worker)
+    ).set_defaults(func=command("processes", "run_worker"))
     commands.add_parser(
         "migrate", help="apply database migrations (idempotent)", description="Apply migrations."
-    ).set_defaults(func=processes.migrate)
+    ).set_defaults(func=command("processes", "migrate"))
 
     receiver = commands.add_parser(
         "receive",
@@ -86,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="send the recorded X-GitHub-Delivery instead of a fresh one "
         "(a second send is then answered as a duplicate)",
     )
-    receiver.set_defaults(func=receive.receive)
+    receiver.set_defaults(func=command("receive", "receive"))
 
     events = commands.add_parser(
         "events", help="stored deliveries", description="List or replay stored deliveries."
@@ -99,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--failed", action="store_true", help="only those with a job that failed for good"
     )
-    listing.set_defaults(func=admin.events_list)
+    listing.set_defaults(func=command("admin", "events_list"))
     replay = events.add_parser(
         "replay",
         help="dispatch a stored delivery again",
@@ -107,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(after a failed sync, or once a fix is deployed).",
     )
     replay.add_argument("delivery_id", metavar="DELIVERY_ID")
-    replay.set_defaults(func=admin.events_replay)
+    replay.set_defaults(func=command("admin", "events_replay"))
     recover = events.add_parser(
         "recover",
         help="ask GitHub to send again the deliveries it failed to hand over (App only)",
@@ -117,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recover.add_argument(
         "--since",
-        type=admin.duration,
+        type=arguments.duration,
         metavar="AGE",
         help="how far back to look, e.g. 90m, 6h, 2d (default: where the last scan ended, "
         "or 6h; at most 3d)",
@@ -125,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     recover.add_argument(
         "--dry-run", action="store_true", help="list the missed deliveries; ask for none"
     )
-    recover.set_defaults(func=admin.events_recover)
+    recover.set_defaults(func=command("admin", "events_recover"))
 
     jobs = commands.add_parser(
         "jobs",
@@ -136,14 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
         "failed", help="jobs that failed for good, with their error", description="Failed jobs."
     )
     failed.add_argument("--num", type=int, default=50, help="how many (default 50)")
-    failed.set_defaults(func=admin.jobs_failed)
+    failed.set_defaults(func=command("admin", "jobs_failed"))
     retry = jobs.add_parser(
         "retry",
         help="queue a failed job again",
         description="Queue a failed job again; outputs it already completed are not redone.",
     )
     retry.add_argument("job", metavar="ID", help="the ID or JOB column of `jobs failed`")
-    retry.set_defaults(func=admin.jobs_retry)
+    retry.set_defaults(func=command("admin", "jobs_retry"))
     show = jobs.add_parser(
         "show",
         help="every field of one job, its steps and its whole error",
@@ -151,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "delivery it came from and its whole error text.",
     )
     show.add_argument("job", metavar="ID", help="the ID or JOB column of `jobs failed`")
-    show.set_defaults(func=history.jobs_show)
+    show.set_defaults(func=command("history", "jobs_show"))
     watch = jobs.add_parser(
         "progress",
         help="follow an import's syncs: done, failed, waiting, rate and ETA",
@@ -162,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument(
         "import_id", metavar="IMPORT", type=int, nargs="?", help="the import (default: the latest)"
     )
-    watch.set_defaults(func=progress.jobs_progress)
+    watch.set_defaults(func=command("progress", "jobs_progress"))
 
     add_import(commands)
     add_doctor(commands)
@@ -174,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "secret", help="print a new random webhook secret", description="Print a new secret."
-    ).set_defaults(func=receive.new_secret)
+    ).set_defaults(func=command("receive", "new_secret"))
     return parser
 
 
@@ -201,7 +209,7 @@ def add_doctor(commands: Any) -> None:
         metavar="N",
         help="worker processes sharing the database (default 1)",
     )
-    parser.set_defaults(func=doctor_command.doctor)
+    parser.set_defaults(func=command("doctor", "doctor"))
 
 
 def add_items(commands: Any) -> None:
@@ -218,7 +226,7 @@ def add_items(commands: Any) -> None:
         "and every delivery and job about it, oldest first, with outcome, tries and error.",
     )
     show.add_argument("item", metavar="OWNER/REPO#N", help="or the pull request's URL")
-    show.set_defaults(func=history.items_show)
+    show.set_defaults(func=command("history", "items_show"))
     unlink = items.add_parser(
         "unlink",
         help="forget the card or issue it is linked to (all, or one output's)",
@@ -228,10 +236,11 @@ def add_items(commands: Any) -> None:
     unlink.add_argument("item", metavar="OWNER/REPO#N", help="or the pull request's URL")
     unlink.add_argument(
         "--output",
-        choices=[*sorted(REGISTRY), STATUS_LINK],
-        help="only this output's link (default: every link)",
+        metavar="NAME",
+        help="only this output's link: an output's name, or github-status for the status "
+        "comment (default: every link)",
     )
-    unlink.set_defaults(func=history.items_unlink)
+    unlink.set_defaults(func=command("history", "items_unlink"))
 
 
 def add_import(commands: Any) -> None:
@@ -260,7 +269,7 @@ def add_import(commands: Any) -> None:
         kinds.add_argument(flag, dest="kinds", action="store_const", const=kind, help=what)
     importer.add_argument(
         "--since",
-        type=imports.parse_since,
+        type=arguments.since,
         metavar="DATE",
         help="only items updated since DATE (2026-06-01, or an ISO 8601 time; UTC)",
     )
@@ -278,7 +287,7 @@ def add_import(commands: Any) -> None:
         action="store_true",
         help="then follow the syncs until they are done (Ctrl-C stops watching, not the import)",
     )
-    importer.set_defaults(func=imports.import_command)
+    importer.set_defaults(func=command("imports", "import_command"))
 
 
 def add_projects(commands: Any) -> None:
@@ -326,15 +335,15 @@ def add_projects(commands: Any) -> None:
         help="save without asking Jira whether the project, the issue type and the "
         "transitions exist (when offline)",
     )
-    create.set_defaults(func=admin.projects_create)
+    create.set_defaults(func=command("admin", "projects_create"))
     actions.add_parser(
         "list", help="show every mapping as a table", description="Show every mapping."
-    ).set_defaults(func=admin.projects_list)
+    ).set_defaults(func=command("admin", "projects_list"))
     delete = actions.add_parser(
         "delete", help="remove the mapping of OWNER/REPO", description="Remove a mapping."
     )
     delete.add_argument("repository", metavar="OWNER/REPO")
-    delete.set_defaults(func=admin.projects_delete)
+    delete.set_defaults(func=command("admin", "projects_delete"))
 
 
 def add_trello(commands: Any) -> None:
@@ -356,17 +365,17 @@ def add_trello(commands: Any) -> None:
     mapping.add_argument(
         "--no-check", action="store_true", help="save without asking Trello about the list"
     )
-    mapping.set_defaults(func=trackers.trello_map)
+    mapping.set_defaults(func=command("trackers", "trello_map"))
     actions.add_parser(
         "list", help="show every repository's list", description="Show every mapping."
-    ).set_defaults(func=trackers.trello_list)
+    ).set_defaults(func=command("trackers", "trello_list"))
     unmap = actions.add_parser(
         "unmap",
         help="send OWNER/REPO's new cards to TRELLO_TARGET_LIST_ID again",
         description="Remove a mapping.",
     )
     unmap.add_argument("repository", metavar="OWNER/REPO")
-    unmap.set_defaults(func=trackers.trello_unmap)
+    unmap.set_defaults(func=command("trackers", "trello_unmap"))
 
 
 def add_links(commands: Any) -> None:
@@ -393,7 +402,7 @@ def add_links(commands: Any) -> None:
         help="the owner of repositories the old identifiers name (they omit it), when "
         "neither the card nor the service knows it; may be given more than once",
     )
-    adopt.set_defaults(func=trackers.links_adopt)
+    adopt.set_defaults(func=command("trackers", "links_adopt"))
 
 
 def add_summary(commands: Any) -> None:
@@ -403,7 +412,7 @@ def add_summary(commands: Any) -> None:
         description="Read every card in TRELLO_FINISHED_LIST_ID with its labels and "
         "comments, render the summary template (SUMMARY_TEMPLATE_URL, or the default) and "
         "write it as SUMMARY.md into gist GITHUB_SUMMARY_GIST_ID (needs GITHUB_TOKEN). "
-        f"The worker also does this every day at {CRON_HOUR_UTC:02d}:00 UTC.",
+        f"The worker also does this every day at {SUMMARY_HOUR_UTC:02d}:00 UTC.",
     )
     parser.add_argument(
         "--dry-run",
@@ -415,7 +424,7 @@ def add_summary(commands: Any) -> None:
         metavar="PATH_OR_URL",
         help="use this template instead of SUMMARY_TEMPLATE_URL (try one with --dry-run)",
     )
-    parser.set_defaults(func=summary_command.summary_command)
+    parser.set_defaults(func=command("summary", "summary_command"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

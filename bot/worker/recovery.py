@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from bot.config import GITHUB_DELIVERY_LOG_DAYS
 from bot.integrations.errors import RateLimited, ServiceError
 from bot.integrations.github import GitHubClient, HookDelivery
 from bot.logs import kv
@@ -26,7 +27,7 @@ from bot.worker.context import ArqContext, worker_context
 log = logging.getLogger(__name__)
 
 # GitHub keeps an App's delivery log this long.
-RETENTION = timedelta(days=3)
+RETENTION = timedelta(days=GITHUB_DELIVERY_LOG_DAYS)
 # The first scan (nothing scanned before) looks this far back.
 FIRST_SCAN = timedelta(hours=6)
 # Each later scan starts this long before the newest delivery the last one saw: a

@@ -38,7 +38,6 @@ from bot.worker.summary_text import (
 
 log = logging.getLogger(__name__)
 
-CRON_HOUR_UTC = 6
 DEFAULT_TEMPLATE = "summary.md.j2"
 TEMPLATE_SERVICE = "template"
 # What each setting the summary needs is for, by Settings field.
