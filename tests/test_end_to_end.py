@@ -195,7 +195,8 @@ async def test_comments_made_before_a_missed_opening_reach_the_card_once_it_exis
     fake_jira: FakeJira,
 ) -> None:
     """The opening never came (or comes late, from GitHub's delivery log): a comment has
-    no card to go on, until closing the PR makes it; then the comment is copied."""
+    no card to go on, until closing the PR makes it; then the comment is copied, before
+    the closing's own comment, as they were said on GitHub."""
     client = await make_client(**app_changes(full_settings))
     await deliver(client, "issue_comment/created_on_pull_request")
     await run_worker(full_settings, pool)
@@ -206,8 +207,8 @@ async def test_comments_made_before_a_missed_opening_reach_the_card_once_it_exis
     await run_worker(full_settings, pool)
     (card,) = trello.cards_named("(PR puppet/8412)")
     comments = trello.comments(card["id"])
-    assert comments[0] == "This pull request is closed."
-    assert len(comments) == 2 and comments[1].startswith("joshcooper commented:\n\n")
+    assert len(comments) == 2 and comments[0].startswith("joshcooper commented:\n\n")
+    assert comments[1] == "This pull request is closed."
     assert fake_jira.issues == {}  # closing makes no Jira issue
 
     # The opening, sent again by GitHub later: the card stays as it is; Jira gets its

@@ -37,6 +37,7 @@ class MemoOutput:
     """The smallest output: it tracks every item at a predictable URL."""
 
     name = "memo"
+    makes_when_closed = False
 
     def __init__(self, services: Services) -> None:
         self.services = services

@@ -24,6 +24,7 @@ class FlakyOutput:
     """Tracks items, except those the test says it must refuse."""
 
     name = "flaky"
+    makes_when_closed = False
     refuse: set[int] = set()
 
     def __init__(self, services: Services) -> None:

@@ -34,6 +34,8 @@ class Output(Protocol):
     when this output does not handle the item (no mapping, nothing to comment on)."""
 
     name: str
+    # Whether close and reopen make the item's card (issue, thread) when it has none.
+    makes_when_closed: bool
 
     async def sync(self, item: Item) -> Link | None:
         """Make sure the item is tracked (opened, or imported): find it or create it."""

@@ -53,6 +53,7 @@ class JiraOutput:
     """
 
     name = NAME
+    makes_when_closed = False  # an issue is made only for an opened item
 
     def __init__(self, services: Services, client: JiraClient | None = None) -> None:
         self._services = services

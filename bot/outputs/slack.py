@@ -45,6 +45,7 @@ def missing_settings(settings: Settings) -> list[str]:
 
 class SlackOutput:
     name = NAME
+    makes_when_closed = True
 
     def __init__(self, services: Services) -> None:
         self.config = SlackConfig.from_settings(services.settings)

@@ -74,6 +74,7 @@ class TrelloOutput:
     the board cache and the per-item locks that keep concurrent jobs from racing."""
 
     name = OUTPUT
+    makes_when_closed = True
 
     def __init__(
         self,

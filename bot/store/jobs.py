@@ -329,6 +329,20 @@ async def finish_job(
     return Finished(row["waiting"], None if since is None else float(since))
 
 
+async def untracked_steps(db: asyncpg.Pool, item_key: str, function: str) -> set[str]:
+    """The steps (outputs) for which one of the item's finished ``function`` jobs found
+    nothing to act on (it returned no link)."""
+    rows = await db.fetch(
+        """
+        SELECT DISTINCT s.step FROM job_steps s JOIN jobs j ON s.job_id = j.job_id
+        WHERE j.item_key = $1 AND j.function = $2 AND j.status = 'done' AND s.link IS NULL
+        """,
+        item_key,
+        function,
+    )
+    return {row["step"] for row in rows}
+
+
 async def run_again_where_untracked(
     db: asyncpg.Pool, item_key: str, function: str, step: str
 ) -> list[JobRequest]:

@@ -13,14 +13,14 @@ from bot.integrations.errors import NotRetryable, RateLimited
 from bot.integrations.github import content_limiter
 from bot.jsonvalues import JSON_OBJECTS, parse_document
 from bot.logs import kv
-from bot.model import LABEL_ACTIONS, Comment, Item, Kind, Link
+from bot.model import LABEL_ACTIONS, Comment, Item, JobRequest, Kind, Link
 from bot.outputs import Output
 from bot.queue.arq_enqueue import push_jobs
 from bot.queue.redis_client import forget_results
 from bot.store import deliveries, installations, jobs, links
 from bot.worker import status
 from bot.worker.context import JobContext
-from bot.worker.runner import tracked
+from bot.worker.runner import RunEarlierFirst, tracked
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ OUTPUT_METHODS = {
 # Actions after which the status comment is written only when an output tracks the pull
 # request somewhere new (an edited title naming a Jira issue), or never (labels).
 STATUS_WHEN_MOVED = ("edited",)
+# Actions whose output methods may make the item's card (``Output.makes_when_closed``).
+CREATING = ("closed", "reopened")
 NO_STATUS = LABEL_ACTIONS
 
 
@@ -135,6 +137,8 @@ async def sync_item(job: JobContext, item: Item, action: str, *, status_comment:
         if action != "opened":
             return f"{action} {item.repository}#{item.number}: superseded by a later event"
         status_comment = False
+    if action in CREATING:
+        await copy_missed_comments_first(job, item)
     method = OUTPUT_METHODS[action]
 
     async def call(output: Output) -> Link | None:
@@ -255,6 +259,25 @@ async def sync_comment(
         log.info("comment not copied: item is not tracked", extra=kv(item=item.key))
     where = outcome_text(tracked_links) if tracked_links else "not tracked"
     return f"comment {comment_id} on {repository}#{number}: {where}"
+
+
+async def copy_missed_comments_first(job: JobContext, item: Item) -> None:
+    """Closing or reopening an item that an output did not track when comments on it came
+    (its opening was missed) makes the card there: the output makes it now, those
+    comments are copied onto it, and then this job runs again, its own comment after
+    theirs."""
+    makers = [o for o in job.worker.outputs if o.makes_when_closed and o.name not in job.steps]
+    if not makers:
+        return
+    pool, function = job.worker.pool, sync_comment.__name__
+    untracked = await jobs.untracked_steps(pool, item.key, function)
+    again: list[JobRequest] = []
+    for output in makers:
+        if output.name in untracked and await output.sync(item) is not None:
+            again += await jobs.run_again_where_untracked(pool, item.key, function, output.name)
+    if again:
+        log.info("comments to copy first", extra=kv(item=item.key, jobs=len(again)))
+        raise RunEarlierFirst("copying earlier comments first", again)
 
 
 async def copy_missed_comments(job: JobContext, output: str, item: Item) -> None:

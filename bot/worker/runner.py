@@ -14,7 +14,9 @@ from arq import Retry
 
 from bot import metrics
 from bot.logs import kv
+from bot.model import JobRequest
 from bot.queue.arq_enqueue import push_jobs, wake, wake_again
+from bot.queue.redis_client import forget_results
 from bot.store import jobs
 from bot.worker import retry
 from bot.worker.context import ArqContext, JobContext, WorkerContext, worker_context
@@ -94,6 +96,15 @@ async def _run_recorded(
     try:
         async with asyncio.timeout(worker.try_timeout):
             outcome = await body(job, **kwargs)
+    except RunEarlierFirst as earlier:
+        # Back to queued first: an earlier job pushed while this one still ran would be
+        # told to wait for it, with nobody left to wake it.
+        await jobs.requeue_job(pool, job_id, earlier.reason, counts=False)
+        await forget_results(worker.redis, [request.job_id for request in earlier.again])
+        await push_jobs(worker.redis, earlier.again)
+        metrics.count_job(function, "waiting")
+        log.info("job waits for earlier jobs", extra=kv(**fields, reason=earlier.reason))
+        raise _WaitForItem(retry.order_wait(1)) from None
     except Exception as exc:
         failures = row["failures"] + 1
         decision = retry.decide(exc, failures)
@@ -118,6 +129,16 @@ async def _run_recorded(
     await _release_imports(worker, row)
     log.info("job done", extra=kv(**fields, outcome=outcome))
     return outcome
+
+
+class RunEarlierFirst(Exception):
+    """Raised by a job that has queued again earlier jobs about its item (``again``,
+    stored already): it goes back to waiting, behind them, and runs again after them."""
+
+    def __init__(self, reason: str, again: list[JobRequest]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.again = again
 
 
 class _WaitForItem(Exception):
