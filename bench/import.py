@@ -3,7 +3,7 @@ against fakes that enforce Trello's and GitHub's limits and answer after 50 ms, 
 live pull request opened mid-import. Loopback only, bounded in count and time.
 
     .venv/bin/python bench/import.py [--prs 2000] [--repositories 20] [--live-at 60]
-    .venv/bin/python bench/import.py --source /work/wt/before    # the code before, side by side
+    .venv/bin/python bench/import.py --source ../before    # the code before, side by side
 
 Each run starts fresh embedded PostgreSQL and Redis (migrated by the version under test,
 `python -m bot migrate`), a fake Trello, a fake GitHub and a fake Jira (Cloud) served by

@@ -6,7 +6,7 @@ comment on its Trello card, the status comment's edit on GitHub: the later one's
 answer). Loopback only, bounded in count and time.
 
     .venv/bin/python bench/latency.py                          # this checkout, twice
-    .venv/bin/python bench/latency.py --before /work/wt/before # and another, alternately
+    .venv/bin/python bench/latency.py --before ../before       # and another, alternately
     .venv/bin/python bench/latency.py --settle-ms 500,100,0    # ORDER_SETTLE_MS values
 
 Every version runs with the same workers, WORKER_MAX_JOBS and load, each run on fresh
