@@ -100,6 +100,22 @@ async def test_a_good_configuration_passes(
         assert secret not in text
 
 
+async def test_its_trello_calls_count_in_the_budget_the_workers_share(
+    good: Settings,
+    http: aiohttp.ClientSession,
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    trello: FakeTrello,
+) -> None:
+    # A worker checks its configuration as it starts, while jobs may use the token's
+    # whole budget: calls the shared count did not see were answered 429.
+    trello.requests.clear()
+    report = await check(good, http, pool, redis)
+    assert problems(report) == {}
+    (window,) = await redis.keys("puppet-webhooks:rate:trello:token:*")
+    assert trello.requests and await redis.zcard(window) == len(trello.requests)
+
+
 # Each mistake: what to break, the check that must name it, and words of its message.
 Breaker = Callable[[Settings, FakeGitHub, FakeTrello, FakeJira], Settings]
 MISTAKES: dict[str, tuple[Breaker, str, str]] = {

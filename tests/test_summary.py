@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp import web
+from arq.connections import ArqRedis
 
 from bot.config import SUMMARY_HOUR_UTC, Settings
 from bot.integrations.trello import TrelloClient
@@ -24,7 +26,7 @@ from bot.worker.summary import (
 from bot.worker.summary_text import NO_SUMMARY
 from tests.fakes.github import FakeGitHub
 from tests.fakes.trello import FakeTrello, trello_settings
-from tests.support import bot
+from tests.support import bot, worker_ctx
 from worker import FixedSettings
 
 GIST = "abc"
@@ -315,13 +317,22 @@ def cron_settings(trello: FakeTrello, github: FakeGitHub, **changes: Any) -> Set
 
 
 async def test_the_cron_job_publishes_when_configured(
-    trello: FakeTrello, fake_github: FakeGitHub, finished: str, session: aiohttp.ClientSession
+    trello: FakeTrello,
+    fake_github: FakeGitHub,
+    finished: str,
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
 ) -> None:
     settings = cron_settings(trello, fake_github, trello_finished_list_id=finished)
-    outcome = await publish_configured_summary(settings, session)
+    trello.requests.clear()
+    async with worker_ctx(settings, pool, redis) as ctx:
+        outcome = await publish_summary(ctx)
     assert outcome == "published 4 card(s)"
     content = fake_github.gists[GIST]["files"]["SUMMARY.md"]["content"]
     assert content == expected(trello, published_time(content))
+    # Its Trello calls count in the budget the workers share.
+    (window,) = await redis.keys("puppet-webhooks:rate:trello:token:*")
+    assert trello.requests and await redis.zcard(window) == len(trello.requests)
 
 
 async def test_the_cron_job_does_nothing_when_unconfigured(

@@ -104,7 +104,9 @@ def _checks(
         checks.append(_done(problem("redis", "REDIS_URL is not set", REDIS_FIX)))
     summary_list = settings.trello_finished_list_id and not trello_missing(settings)
     if ready(settings, "trello") or summary_list:
-        checks.append(guarded("trello", TRELLO_FIX, lambda: trello.check_trello(settings, http)))
+        checks.append(
+            guarded("trello", TRELLO_FIX, lambda: trello.check_trello(settings, http, redis))
+        )
     if ready(settings, "jira"):
 
         async def check_jira() -> list[Finding]:

@@ -21,7 +21,7 @@ from bot.config import Settings
 from bot.integrations.errors import ServiceError
 from bot.integrations.github import GitHubClient
 from bot.integrations.http import send
-from bot.integrations.trello import MAX_ACTIONS, TrelloClient
+from bot.integrations.trello import MAX_ACTIONS, TrelloClient, shared_limiter
 from bot.logs import kv
 from bot.worker.context import ArqContext, worker_context
 from bot.worker.summary_text import (
@@ -149,6 +149,7 @@ async def build_summary(
     *,
     template: str | None = None,
     now: datetime | None = None,
+    trello: TrelloClient | None = None,
 ) -> Summary:
     """Render the summary of the finished list. ``template`` overrides the setting."""
     location = settings.summary_template if template is None else template
@@ -157,7 +158,7 @@ async def build_summary(
         compiled = await load_template(location, session)
         try:
             cards = await collect_cards(
-                TrelloClient(session, settings), settings.trello_finished_list_id
+                trello or TrelloClient(session, settings), settings.trello_finished_list_id
             )
         except ServiceError as exc:
             raise SummaryFailed(f"cannot read the finished list: {exc}") from None
@@ -174,8 +175,9 @@ async def publish_summary_to_gist(
     *,
     github: GitHubClient | None = None,
     template: str | None = None,
+    trello: TrelloClient | None = None,
 ) -> Summary:
-    summary = await build_summary(settings, session, template=template)
+    summary = await build_summary(settings, session, template=template, trello=trello)
     client = github or GitHubClient(session, settings)
     try:
         await client.update_gist(settings.github_summary_gist_id, {SUMMARY_FILE: summary.text})
@@ -190,11 +192,17 @@ async def publish_summary(ctx: ArqContext) -> str:
     """The daily cron job. It is always registered (worker settings are read at import,
     before the environment is): unconfigured, it logs one line and does nothing."""
     worker = worker_context(ctx)
-    return await publish_configured_summary(worker.settings, worker.http, worker.github)
+    # Its Trello calls count against the limits the outputs share with every worker.
+    limiter = shared_limiter(worker.redis, worker.settings)
+    trello = TrelloClient(worker.http, worker.settings, limiter=limiter)
+    return await publish_configured_summary(worker.settings, worker.http, worker.github, trello)
 
 
 async def publish_configured_summary(
-    settings: Settings, session: aiohttp.ClientSession, github: GitHubClient | None = None
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    github: GitHubClient | None = None,
+    trello: TrelloClient | None = None,
 ) -> str:
     """Publish the summary if it is configured; the outcome in a few words, logged."""
     if not (settings.trello_finished_list_id and settings.github_summary_gist_id):
@@ -208,7 +216,7 @@ async def publish_configured_summary(
         log.warning("summary skipped", extra=kv(reason="; ".join(missing)))
         return "not configured"
     try:
-        summary = await publish_summary_to_gist(settings, session, github=github)
+        summary = await publish_summary_to_gist(settings, session, github=github, trello=trello)
     except SummaryFailed as exc:
         log.error("summary failed", extra=kv(reason=str(exc)))
         return f"failed: {exc}"
