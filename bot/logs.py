@@ -36,7 +36,7 @@ def _quote(value: Any) -> str:
 # end a line, rewrite it on a terminal or reorder it on screen: C0 and C1 controls (CR,
 # ESC, NUL, …), DEL, the Unicode line and paragraph separators, and bidi controls; and
 # lone surrogates, which no stream can write.
-_SPECIAL = re.compile(
+_NEEDS_ESCAPING = re.compile(
     r'["\\\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]'
 )
 _SHORT = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -52,7 +52,7 @@ def _escaped(match: re.Match[str]) -> str:
 
 
 def _escape(text: str) -> str:
-    return _SPECIAL.sub(_escaped, text) if _SPECIAL.search(text) else text
+    return _NEEDS_ESCAPING.sub(_escaped, text) if _NEEDS_ESCAPING.search(text) else text
 
 
 class KeyValueFormatter(logging.Formatter):
