@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from typing import Any
 
 import aiohttp
 
 from bot.cli import actions, checks
 from bot.cli.common import UsageError, connected, load_settings, run
-from bot.cli.tables import table
+from bot.cli.tables import table, when
 from bot.config import Settings
 from bot.doctor import jira as doctor_jira
 from bot.integrations.errors import ServiceError
@@ -19,10 +18,6 @@ from bot.integrations.github import GitHubClient
 from bot.integrations.jira import JiraClient
 from bot.store import deliveries, jobs, projects
 from bot.worker import recovery
-
-
-def _when(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
 
 
 def projects_create(args: argparse.Namespace) -> int:
@@ -78,10 +73,7 @@ def projects_list(args: argparse.Namespace) -> int:
 
 
 def projects_delete(args: argparse.Namespace) -> int:
-    try:
-        repository = projects.check_repository(args.repository)
-    except projects.InvalidProject as exc:
-        raise UsageError(str(exc)) from None
+    repository: str = args.repository  # checked by the parser
 
     async def work(settings: Settings) -> int:
         async with connected(settings) as (pool, _):
@@ -96,11 +88,6 @@ def projects_delete(args: argparse.Namespace) -> int:
 def events_list(args: argparse.Namespace) -> int:
     if not 1 <= args.num <= 1000:
         raise UsageError("--num must be from 1 to 1000")
-    if args.repo is not None:
-        try:
-            projects.check_repository(args.repo)
-        except projects.InvalidProject as exc:
-            raise UsageError(f"--repo: {exc}") from None
 
     async def work(settings: Settings) -> int:
         async with connected(settings) as (pool, _):
@@ -207,7 +194,7 @@ def jobs_failed(args: argparse.Namespace) -> int:
                         r["job_id"],
                         r["item_key"],
                         r["tries"],
-                        _when(r["finished_at"]),
+                        when(r["finished_at"], missing=""),
                         (r["error"] or "")[:120],
                     )
                     for r in rows

@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from bot.config import GITHUB_DELIVERY_LOG_DAYS
+from bot.model import InvalidRepository, check_repository
 
 _DURATION = re.compile(r"^(\d{1,5})([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -33,3 +34,11 @@ def since(text: str) -> datetime:
             f"{text!r} is not a date like 2026-06-01 or 2026-06-01T09:00:00Z"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def repository(text: str) -> str:
+    """``OWNER/REPO``, as GitHub names repositories."""
+    try:
+        return check_repository(text)
+    except InvalidRepository as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -26,6 +26,15 @@ def need_jira(settings: Settings) -> None:
         )
 
 
+def need_trello(settings: Settings) -> None:
+    # Not the output's own requirements: checking a list needs no TRELLO_TARGET_LIST_ID.
+    if settings.trello_app_key == "" or settings.trello_user_token == "":
+        raise UsageError(
+            "checking the list needs TRELLO_APP_KEY and TRELLO_USER_TOKEN "
+            "(or --no-check to save it unchecked)"
+        )
+
+
 async def check_project(client: JiraClient, project: Project) -> Project:
     """The project as Jira spells its names, when Jira has the project, lets the account
     create the issue type, and that type's workflow has a status of each transition's

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 from datetime import UTC, datetime
 
 import aiohttp
 
 from bot import embedded
-from bot.cli.common import UsageError
+from bot.cli.common import UsageError, load_settings, with_services
 from bot.config import ConfigError, Settings
 from bot.doctor import Processes, Report, diagnose
 from bot.doctor.findings import problem
-from bot.logs import setup_logging
 
 MOST_PROCESSES = 100
 
@@ -25,7 +23,7 @@ def doctor(args: argparse.Namespace) -> int:
         if not 0 <= count <= MOST_PROCESSES:
             raise UsageError(f"{name} must be a number of processes from 0 to {MOST_PROCESSES}")
     try:
-        settings = Settings.from_env()
+        settings = load_settings()
     except ConfigError as exc:
         # Malformed variables are what a doctor is for: findings, not a usage error.
         report = Report(
@@ -34,13 +32,12 @@ def doctor(args: argparse.Namespace) -> int:
         )
         print(report.text())
         return report.exit_code
-    setup_logging(settings.secrets())
     processes = Processes(web=args.web, workers=args.workers)
     with embedded.services_for(settings.database_url, settings.redis_url, settings.data_dir) as (
         database_url,
         redis_url,
     ):
-        settings = dataclasses.replace(settings, database_url=database_url, redis_url=redis_url)
+        settings = with_services(settings, database_url, redis_url)
         report = asyncio.run(_diagnose(settings, processes))
     print(report.text())
     return report.exit_code

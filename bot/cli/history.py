@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.cli.common import NotFound, UsageError, connected, load_settings, run
+from bot.cli.tables import when
 from bot.config import Settings
 from bot.model import InvalidRepository, item_key, parse_item_reference
 from bot.outputs import REGISTRY
@@ -42,10 +43,6 @@ def _item(text: str) -> tuple[str, int]:
         return parse_item_reference(text)
     except InvalidRepository as exc:
         raise UsageError(str(exc)) from None
-
-
-def when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
 
 
 def items_show(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from bot.cli.common import UsageError, connected, load_settings, run
 from bot.config import Settings
 from bot.integrations.errors import NotRetryable
 from bot.integrations.github import GitHubClient
-from bot.model import REPOSITORY_NAME, JobRequest, item_key
+from bot.model import JobRequest, item_key
 from bot.queue.arq_enqueue import push_jobs
 from bot.routers.plan import valid_time
 from bot.store import imports, jobs
@@ -69,8 +69,6 @@ class Listing:
 
 
 def import_request(args: argparse.Namespace) -> ImportRequest:
-    if args.repository is not None and not REPOSITORY_NAME.match(args.repository):
-        raise UsageError(f"{args.repository!r} is not OWNER/REPO")
     if args.number is not None and args.number < 1:
         raise UsageError("NUMBER must be a pull request or issue number (1 or more)")
     if args.repository is not None and args.installation is not None:
@@ -136,8 +134,7 @@ async def _outcome(pool: asyncpg.Pool, run_: ImportRun, listing: Listing) -> str
     if counts.total == 0 and counts.found:
         line += "; imported before (--again queues them anew)"
     if listing.skipped:
-        line += f"; {len(listing.skipped)} repositor{'y' if len(listing.skipped) == 1 else 'ies'}"
-        line += " skipped (above)"
+        line += f"; {_repositories(len(listing.skipped))} skipped (above)"
     return line
 
 

@@ -103,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         "list", help="recent deliveries and their jobs", description="Recent deliveries."
     )
     listing.add_argument("--num", type=int, default=20, help="how many (default 20)")
-    listing.add_argument("--repo", metavar="OWNER/REPO", help="only this repository's")
+    listing.add_argument(
+        "--repo", metavar="OWNER/REPO", type=arguments.repository, help="only this repository's"
+    )
     listing.add_argument(
         "--failed", action="store_true", help="only those with a job that failed for good"
     )
@@ -255,7 +257,7 @@ def add_import(commands: Any) -> None:
         "comment unless --comment. Safe to run twice: an item imported before is not "
         "queued again, and an interrupted import is resumed. See docs/onboarding.md.",
     )
-    importer.add_argument("repository", metavar="OWNER/REPO", nargs="?")
+    importer.add_argument("repository", metavar="OWNER/REPO", nargs="?", type=arguments.repository)
     importer.add_argument("number", metavar="NUMBER", type=int, nargs="?")
     importer.add_argument(
         "--installation", type=int, metavar="ID", help="only the repositories of installation ID"
@@ -342,7 +344,7 @@ def add_projects(commands: Any) -> None:
     delete = actions.add_parser(
         "delete", help="remove the mapping of OWNER/REPO", description="Remove a mapping."
     )
-    delete.add_argument("repository", metavar="OWNER/REPO")
+    delete.add_argument("repository", metavar="OWNER/REPO", type=arguments.repository)
     delete.set_defaults(func=command("admin", "projects_delete"))
 
 
@@ -374,7 +376,7 @@ def add_trello(commands: Any) -> None:
         help="send OWNER/REPO's new cards to TRELLO_TARGET_LIST_ID again",
         description="Remove a mapping.",
     )
-    unmap.add_argument("repository", metavar="OWNER/REPO")
+    unmap.add_argument("repository", metavar="OWNER/REPO", type=arguments.repository)
     unmap.set_defaults(func=command("trackers", "trello_unmap"))
 
 
@@ -430,7 +432,7 @@ def add_summary(commands: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        return int(args.func(args))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

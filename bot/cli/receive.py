@@ -20,9 +20,11 @@ from bot.cli.common import UsageError, load_settings
 from bot.web.ingest import EVENT_NAME, SIGNATURE_HEADER, signature_for
 
 
-def _load_json(path: str) -> Any:
+def _read(path: str) -> tuple[bytes, Any]:
+    """The file's bytes and the JSON they hold."""
     try:
-        return json.loads(Path(path).read_bytes())
+        raw = Path(path).read_bytes()
+        return raw, json.loads(raw)
     except FileNotFoundError:
         raise UsageError(f"no such file: {path}") from None
     except IsADirectoryError:
@@ -45,7 +47,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 def read_fixture(path: str) -> tuple[dict[str, str], bytes]:
     """A recorded delivery: a JSON file with the ``headers`` and ``body`` GitHub sent;
     UsageError saying what is wrong with it."""
-    recorded = _load_json(path)
+    _, recorded = _read(path)
     if isinstance(recorded, dict) and not _is_recorded(recorded):
         raise UsageError(
             f"{path} is a bare payload, not a recorded delivery: name its event with "
@@ -74,7 +76,7 @@ def read_payload(path: str, event: str) -> tuple[dict[str, str], bytes]:
     GitHub would have sent beside it made up (a fresh delivery id each time)."""
     if not EVENT_NAME.fullmatch(event):
         raise UsageError(f"--event {event!r} is not an event name (e.g. pull_request)")
-    payload = _load_json(path)
+    raw, payload = _read(path)
     if _is_recorded(payload):
         raise UsageError(
             f"{path} is a recorded delivery (headers and body): send it without --event"
@@ -87,7 +89,7 @@ def read_payload(path: str, event: str) -> tuple[dict[str, str], bytes]:
         "X-GitHub-Event": event,
         "X-GitHub-Delivery": str(uuid.uuid4()),
     }
-    return headers, Path(path).read_bytes().strip()
+    return headers, raw.strip()
 
 
 def signed_request(

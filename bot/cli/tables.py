@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
+
+
+def when(value: datetime | None, missing: str = "-") -> str:
+    """A moment to the second, as every command shows one."""
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else missing
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -14,7 +14,7 @@ from bot.cli.tables import table
 from bot.config import Settings
 from bot.integrations.jira import JiraClient
 from bot.integrations.trello import TrelloClient, shared_limiter
-from bot.model import REPOSITORY_NAME, InvalidRepository, check_repository
+from bot.model import REPOSITORY_NAME
 from bot.outputs import jira, trello
 from bot.store import adoptions, trello_lists
 
@@ -32,11 +32,8 @@ def trello_map(args: argparse.Namespace) -> int:
     except trello_lists.InvalidMapping as exc:
         raise UsageError(str(exc)) from None
     settings = load_settings()
-    if not args.no_check and (settings.trello_app_key == "" or settings.trello_user_token == ""):
-        raise UsageError(
-            "checking the list needs TRELLO_APP_KEY and TRELLO_USER_TOKEN "
-            "(or --no-check to save it unchecked)"
-        )
+    if not args.no_check:
+        checks.need_trello(settings)
 
     async def work(settings: Settings) -> int:
         mapping = trello_lists.TrelloList(repository, list_id)
@@ -75,10 +72,7 @@ def trello_list(args: argparse.Namespace) -> int:
 
 
 def trello_unmap(args: argparse.Namespace) -> int:
-    try:
-        repository = check_repository(args.repository)
-    except InvalidRepository as exc:
-        raise UsageError(str(exc)) from None
+    repository: str = args.repository  # checked by the parser
 
     async def work(settings: Settings) -> int:
         async with connected(settings) as (pool, _):

@@ -49,7 +49,7 @@ class Project:
     transitions: Transitions = field(default_factory=Transitions)
 
 
-def check_repository(repository: str) -> str:
+def _check_repository(repository: str) -> str:
     try:
         return model.check_repository(repository)
     except model.InvalidRepository as exc:
@@ -65,7 +65,7 @@ def make_project(
     transitions: Transitions | None = None,
 ) -> Project:
     """A validated Project; names are trimmed, labels and components de-duplicated."""
-    check_repository(repository)
+    _check_repository(repository)
     if not JIRA_PROJECT_KEY.match(key):
         hint = f" (did you mean {key.upper()}?)" if JIRA_PROJECT_KEY.match(key.upper()) else ""
         raise InvalidProject(
