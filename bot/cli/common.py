@@ -87,7 +87,7 @@ async def connected(settings: Settings) -> AsyncIterator[tuple[asyncpg.Pool, Arq
     try:
         pool = await db.create_pool(settings.database_url, max_size=settings.pool_sizes.cli)
         await db.migrate(pool)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except db.DATABASE_ERRORS as exc:
         # The message names the failure, never the URL (it may hold the password).
         raise DatabaseUnavailable(f"cannot use the database ({type(exc).__name__})") from None
     # Loaded here: a command that needs no database never loads arq and redis-py.

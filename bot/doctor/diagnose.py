@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import aiohttp
 import asyncpg
 from arq.connections import ArqRedis
+from redis.exceptions import RedisError
 
 from bot.config import Settings
 from bot.doctor import github, jira, storage, trello
@@ -23,7 +24,7 @@ from bot.integrations.github import GitHubClient
 from bot.logs import kv
 from bot.queue.redis_client import connect_redis
 from bot.store import projects
-from bot.store.pool import create_pool
+from bot.store.pool import DATABASE_ERRORS, create_pool
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ GITHUB_FIX = "check GITHUB_API_URL, and that GitHub is up (https://www.githubsta
 TRELLO_FIX = "check TRELLO_API_URL, and that Trello is up (https://www.atlassian.com/trello/status)"
 JIRA_FIX = "check JIRA_SITE and JIRA_CONTEXT_PATH, and that Jira is up"
 ONE_EACH = Processes()
-UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# redis-py's connection errors are not OSErrors.
+UNREACHABLE = (*DATABASE_ERRORS, RedisError)
 
 
 async def diagnose(

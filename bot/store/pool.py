@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 # Any number will do as long as every process agrees: it serialises concurrent migrators
 # (two release phases, or a web and a worker starting together locally).
+# What using the database can raise when it is down, unreachable or refusing us.
+DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 _MIGRATION_LOCK = 0x70757070
 
 

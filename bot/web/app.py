@@ -29,7 +29,7 @@ from bot.queue.redis_client import connect_redis
 from bot.routers import router
 from bot.routers.plan import JobPlan
 from bot.store import deliveries, jobs
-from bot.store.pool import create_pool
+from bot.store.pool import DATABASE_ERRORS, create_pool
 from bot.web import setup_page
 from bot.web.body import BodyBudget, read_signed_body
 from bot.web.checkup import CONFIGURATION_CHECK, ConfigurationCheck
@@ -47,7 +47,6 @@ ITEM_ORDER = web.AppKey("item_order", KeyedLocks)
 PROCESS = web.AppKey("process", str)  # this process's label in /metrics
 BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
 HEALTH_TIMEOUT = 2.0
-_DB_DOWN = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 def json_response(data: Any, *, status: int = 200) -> web.Response:
@@ -158,7 +157,7 @@ def _not_stored(delivery_id: str, exc: Exception) -> tuple[web.Response, str]:
         # The values that reach here are ones json_text does not yet make storable.
         log.error("delivery refused by the database", exc_info=exc, extra=kv(delivery=delivery_id))
         return json_error(422, f"the database refused a value of this delivery ({exc})"), "refused"
-    if not isinstance(exc, _DB_DOWN):
+    if not isinstance(exc, DATABASE_ERRORS):
         raise exc
     log.error("delivery not stored", extra=kv(delivery=delivery_id, reason=type(exc).__name__))
     answer = json_error(503, "storage is unavailable; send the delivery again later")
@@ -196,7 +195,7 @@ async def list_events(request: web.Request) -> web.Response:
         events = await deliveries.recent_deliveries(
             request.app[POOL], int(raw), repository=repository, failed=failed in ("1", "true")
         )
-    except _DB_DOWN:
+    except DATABASE_ERRORS:
         return json_error(503, "storage is unavailable")
     return json_response({"events": events})
 
