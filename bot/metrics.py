@@ -190,7 +190,7 @@ def scrape_time(queue_depth: int | None, unfinished: Mapping[str, int] | None) -
             "Jobs PostgreSQL says must still run, by status.",
             labels=["status"],
         )
-        for status in ("queued", "running"):
-            jobs.add_metric([status], unfinished.get(status, 0))
+        for status, count in unfinished.items():
+            jobs.add_metric([status], count)
         families.append(jobs)
     return families

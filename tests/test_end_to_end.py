@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from bot.config import Settings
-from bot.store import projects
+from bot.store import jobs, projects
 from bot.worker.status import MARKER
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
@@ -221,3 +221,17 @@ async def test_comments_made_before_a_missed_opening_reach_the_card_once_it_exis
     assert sum(b.startswith("joshcooper commented:") for b in bodies) == 1
     statuses = await pool.fetch("SELECT status FROM jobs")
     assert {r["status"] for r in statuses} == {"done"}
+
+
+async def test_a_job_put_back_names_the_earlier_one_that_waited_for_it(
+    make_client: Any, full_settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """A job that goes back to queued (a retry, or to let earlier ones run first) lets the
+    first earlier job about its item run at once, not after its own wait."""
+    client = await make_client(**app_changes(full_settings))
+    await deliver(client, "pull_request/opened", "pull_request/closed")
+    rows = await pool.fetch("SELECT job_id FROM jobs ORDER BY order_at, id")
+    opened, closed = (row["job_id"] for row in rows)
+    await pool.execute("UPDATE jobs SET status = 'running' WHERE job_id = $1", closed)
+    assert await jobs.requeue_job(pool, closed, "tried", counts=True) == opened
+    assert await jobs.requeue_job(pool, opened, "tried", counts=True) is None  # none before

@@ -9,9 +9,7 @@ from gidgethub import sansio
 
 from bot.cli.common import NotFound
 from bot.jsonvalues import parse_document
-from bot.model import JobRequest
-from bot.queue.arq_enqueue import push_jobs
-from bot.queue.redis_client import forget_results
+from bot.queue.arq_enqueue import push_again, push_jobs
 from bot.routers import router
 from bot.routers.plan import JobPlan
 from bot.store import deliveries, jobs
@@ -43,8 +41,6 @@ async def retry_job(pool: asyncpg.Pool, redis: ArqRedis, job: str) -> str:
     if row["status"] != "failed":
         raise ValueError(f"job {row['job_id']} is {row['status']}, not failed")
     await jobs.queue_again(pool, row["id"])
-    await forget_results(redis, [row["job_id"]])
-    request = JobRequest(row["function"], row["job_id"], row["item_key"], row["kwargs"])
-    if not await push_jobs(redis, [request]):
+    if not await push_again(redis, [jobs.job_request(row)]):
         raise ConnectionError("Redis is unreachable; the job is queued in PostgreSQL")
     return str(row["job_id"])

@@ -26,6 +26,7 @@ from redis.exceptions import NoScriptError
 
 from bot.logs import kv
 from bot.model import JobRequest
+from bot.queue.redis_client import forget_results
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,16 @@ async def push_jobs(
         log.warning("enqueue deferred", extra=kv(jobs=len(jobs), reason=type(exc).__name__))
         return False
     return True
+
+
+async def push_again(redis: ArqRedis, jobs: Sequence[JobRequest]) -> bool:
+    """Put finished jobs, queued again in PostgreSQL, back in Redis (``push_jobs``)."""
+    try:
+        await forget_results(redis, [job.job_id for job in jobs])
+    except Exception as exc:  # OSError, TimeoutError, and redis-py's own error types
+        log.warning("enqueue deferred", extra=kv(jobs=len(jobs), reason=type(exc).__name__))
+        return False
+    return await push_jobs(redis, jobs)
 
 
 # arq's enqueue_job (WATCH, EXISTS, MULTI, PSETEX, ZADD, EXEC) for any number of jobs in

@@ -11,14 +11,13 @@ import asyncpg
 # A run's listing is taken to have stopped (its process gone) after this long without a
 # page stored.
 LISTING_STALE_SECONDS = 120.0
-KINDS = ("pulls", "issues", "all")
 
 
 @dataclass(frozen=True)
 class ImportRun:
     id: int
     scope: str  # '*', 'installation:ID', 'owner/repo' or 'owner/repo#N'
-    kinds: str  # one of KINDS
+    kinds: str  # 'pulls', 'issues' or 'all' (migration 013 checks it)
     since: datetime | None
     comment: bool
     again: bool

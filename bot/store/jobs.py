@@ -106,7 +106,7 @@ async def release_imports(db: asyncpg.Pool, at_once: int) -> list[JobRequest]:
             """,
             at_once,
         )
-    return [_request(row) for row in rows]
+    return [job_request(row) for row in rows]
 
 
 async def release_item(db: asyncpg.Pool, job_id: str) -> list[JobRequest]:
@@ -121,10 +121,11 @@ async def release_item(db: asyncpg.Pool, job_id: str) -> list[JobRequest]:
         """,
         job_id,
     )
-    return [_request(row) for row in rows]
+    return [job_request(row) for row in rows]
 
 
-def _request(row: asyncpg.Record) -> JobRequest:
+def job_request(row: asyncpg.Record) -> JobRequest:
+    """The request to queue a job again, from its row."""
     return JobRequest(row["function"], row["job_id"], row["item_key"], row["kwargs"])
 
 
@@ -267,18 +268,29 @@ async def claim_job(db: asyncpg.Pool, job_id: str, settle: float) -> Claim:
     return Claim("waiting")
 
 
-async def requeue_job(db: asyncpg.Pool, job_id: str, error: str, counts: bool) -> None:
-    """Back to queued after a failed try (later jobs on the item keep waiting for it)."""
-    await db.execute(
+async def requeue_job(db: asyncpg.Pool, job_id: str, error: str, counts: bool) -> str | None:
+    """Back to queued after a try (later jobs on the item keep waiting for it). Returns the
+    first queued job about the item that comes before it: it was told to wait while this
+    one ran, and may run now."""
+    waiting: str | None = await db.fetchval(
         """
-        UPDATE jobs SET status = 'queued', error = $2, updated_at = now(),
-               failures = failures + CASE WHEN $3 THEN 1 ELSE 0 END
-        WHERE job_id = $1
+        WITH requeued AS (
+            UPDATE jobs SET status = 'queued', error = $2, updated_at = now(),
+                   failures = failures + CASE WHEN $3 THEN 1 ELSE 0 END
+            WHERE job_id = $1
+            RETURNING id, item_key, order_at
+        )
+        SELECT waiting.job_id FROM jobs waiting, requeued
+        WHERE waiting.item_key = requeued.item_key AND waiting.status = 'queued'
+          AND (waiting.order_at, waiting.id) < (requeued.order_at, requeued.id)
+        ORDER BY waiting.order_at, waiting.id
+        LIMIT 1
         """,
         job_id,
         error,
         counts,
     )
+    return waiting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -356,7 +368,8 @@ async def run_again_where_untracked(
               AND j.status = 'done' AND s.step = $3 AND s.link IS NULL
             RETURNING j.id
         )
-        UPDATE jobs SET status = 'queued', failures = 0, updated_at = now(), finished_at = NULL
+        UPDATE jobs SET status = 'queued', failures = 0, updated_at = now(),
+               released_at = now(), finished_at = NULL
         WHERE id IN (SELECT id FROM untracked)
         RETURNING job_id, function, item_key, kwargs
         """,
@@ -364,7 +377,7 @@ async def run_again_where_untracked(
         function,
         step,
     )
-    return [JobRequest(r["function"], r["job_id"], r["item_key"], r["kwargs"]) for r in rows]
+    return [job_request(row) for row in rows]
 
 
 def job_steps(claimed: asyncpg.Record) -> dict[str, Link | None]:
@@ -407,7 +420,8 @@ async def unqueued_jobs(
 async def unfinished_counts(db: asyncpg.Pool) -> dict[str, int]:
     """How many jobs are queued and running (for /metrics)."""
     rows = await db.fetch(
-        "SELECT status, count(*) AS n FROM jobs WHERE status IN ('queued', 'running')"
-        " GROUP BY status"
+        "SELECT status, count(*) AS n FROM jobs WHERE status = ANY($1::text[]) GROUP BY status",
+        list(UNFINISHED),
     )
-    return {r["status"]: int(r["n"]) for r in rows}
+    counts = {r["status"]: int(r["n"]) for r in rows}
+    return {status: counts.get(status, 0) for status in UNFINISHED}

@@ -13,10 +13,9 @@ from bot.integrations.errors import NotRetryable, RateLimited
 from bot.integrations.github import content_limiter
 from bot.jsonvalues import JSON_OBJECTS, parse_document
 from bot.logs import kv
-from bot.model import LABEL_ACTIONS, Comment, Item, JobRequest, Kind, Link
+from bot.model import LABEL_ACTIONS, Comment, Item, Kind, Link
 from bot.outputs import Output
-from bot.queue.arq_enqueue import push_jobs
-from bot.queue.redis_client import forget_results
+from bot.queue.arq_enqueue import push_again
 from bot.store import deliveries, installations, jobs, links
 from bot.worker import status
 from bot.worker.context import JobContext
@@ -142,8 +141,11 @@ async def sync_item(job: JobContext, item: Item, action: str, *, status_comment:
     method = OUTPUT_METHODS[action]
 
     async def call(output: Output) -> Link | None:
+        if action not in STATUS_WHEN_MOVED:  # only they ask whether the item moved
+            link: Link | None = await getattr(output, method)(item)
+            return link
         before = await links.find(job.worker.pool, output.name, item)
-        link: Link | None = await getattr(output, method)(item)
+        link = await getattr(output, method)(item)
         if link is not None and (before is None or before["external_id"] != link.external_id):
             link = dataclasses.replace(link, moved=True)
         return link
@@ -265,34 +267,49 @@ async def copy_missed_comments_first(job: JobContext, item: Item) -> None:
     """Closing or reopening an item that an output did not track when comments on it came
     (its opening was missed) makes the card there: the output makes it now, those
     comments are copied onto it, and then this job runs again, its own comment after
-    theirs."""
-    makers = [o for o in job.worker.outputs if o.makes_when_closed and o.name not in job.steps]
+    theirs. Making the card is a step of its own, done once: the job's second run does
+    not look again."""
+    makers = [
+        output
+        for output in job.worker.outputs
+        if output.makes_when_closed
+        and output.name not in job.steps
+        and _CARD_FOR_COMMENTS.format(output.name) not in job.steps
+    ]
     if not makers:
         return
-    pool, function = job.worker.pool, sync_comment.__name__
-    untracked = await jobs.untracked_steps(pool, item.key, function)
-    again: list[JobRequest] = []
+    untracked = await jobs.untracked_steps(job.worker.pool, item.key, sync_comment.__name__)
+    copied = 0
     for output in makers:
-        if output.name in untracked and await output.sync(item) is not None:
-            again += await jobs.run_again_where_untracked(pool, item.key, function, output.name)
-    if again:
-        log.info("comments to copy first", extra=kv(item=item.key, jobs=len(again)))
-        raise RunEarlierFirst("copying earlier comments first", again)
+        if output.name not in untracked:
+            continue
+        name = _CARD_FOR_COMMENTS.format(output.name)
+        try:
+            link = await step(job, name, lambda output=output: output.sync(item))  # type: ignore[misc]
+        except NotRetryable:
+            continue  # the output's own step fails the same way, apart from the others
+        if link is not None:
+            copied += await copy_missed_comments(job, output.name, item)
+    if copied:
+        raise RunEarlierFirst("copying earlier comments first")
 
 
-async def copy_missed_comments(job: JobContext, output: str, item: Item) -> None:
+# The step of a closing that makes an output's card for the comments that came before.
+_CARD_FOR_COMMENTS = "{} card for earlier comments"
+
+
+async def copy_missed_comments(job: JobContext, output: str, item: Item) -> int:
     """``output`` has just made the item's card or issue. Comments on the item that came
     before, which it had nothing to copy onto (its opening was missed: a delivery GitHub
     sent again later, or one that never came), are copied now: their jobs run again for
-    this output alone, right after this job."""
+    this output alone, right after this job. Returns how many."""
     again = await jobs.run_again_where_untracked(
         job.worker.pool, item.key, sync_comment.__name__, output
     )
-    if not again:
-        return
-    await forget_results(job.worker.redis, [request.job_id for request in again])
-    await push_jobs(job.worker.redis, again)
-    log.info("comments to copy late", extra=kv(item=item.key, output=output, jobs=len(again)))
+    if again:
+        await push_again(job.worker.redis, again)
+        log.info("comments to copy", extra=kv(item=item.key, output=output, jobs=len(again)))
+    return len(again)
 
 
 @tracked

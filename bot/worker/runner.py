@@ -14,9 +14,7 @@ from arq import Retry
 
 from bot import metrics
 from bot.logs import kv
-from bot.model import JobRequest
 from bot.queue.arq_enqueue import push_jobs, wake, wake_again
-from bot.queue.redis_client import forget_results
 from bot.store import jobs
 from bot.worker import retry
 from bot.worker.context import ArqContext, JobContext, WorkerContext, worker_context
@@ -97,19 +95,17 @@ async def _run_recorded(
         async with asyncio.timeout(worker.try_timeout):
             outcome = await body(job, **kwargs)
     except RunEarlierFirst as earlier:
-        # Back to queued first: an earlier job pushed while this one still ran would be
-        # told to wait for it, with nobody left to wake it.
-        await jobs.requeue_job(pool, job_id, earlier.reason, counts=False)
-        await forget_results(worker.redis, [request.job_id for request in earlier.again])
-        await push_jobs(worker.redis, earlier.again)
+        await _wake(worker, await jobs.requeue_job(pool, job_id, str(earlier), counts=False))
         metrics.count_job(function, "waiting")
-        log.info("job waits for earlier jobs", extra=kv(**fields, reason=earlier.reason))
+        log.info("job waits for earlier jobs", extra=kv(**fields, reason=str(earlier)))
         raise _WaitForItem(retry.order_wait(1)) from None
     except Exception as exc:
         failures = row["failures"] + 1
         decision = retry.decide(exc, failures)
         if decision.retry:
-            await jobs.requeue_job(pool, job_id, decision.reason, decision.counts)
+            await _wake(
+                worker, await jobs.requeue_job(pool, job_id, decision.reason, decision.counts)
+            )
             metrics.count_job(function, "retry", time.perf_counter() - started)
             log.warning(
                 "job will retry",
@@ -132,13 +128,8 @@ async def _run_recorded(
 
 
 class RunEarlierFirst(Exception):
-    """Raised by a job that has queued again earlier jobs about its item (``again``,
-    stored already): it goes back to waiting, behind them, and runs again after them."""
-
-    def __init__(self, reason: str, again: list[JobRequest]) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.again = again
+    """Raised by a job that has queued earlier jobs about its item again: it goes back to
+    waiting, uncounted, and runs again after them. The message says why."""
 
 
 class _WaitForItem(Exception):
@@ -161,12 +152,17 @@ async def _finish(
     metrics.count_job(function, status, time.perf_counter() - started)
     if status == "done" and finished.since_delivery is not None:
         metrics.count_effect(function, finished.since_delivery)
-    if finished.waiting is None:
+    await _wake(worker, finished.waiting)
+
+
+async def _wake(worker: WorkerContext, waiting: str | None) -> None:
+    """Let a job that was told to wait for this one run at once."""
+    if waiting is None:
         return
     try:
-        await wake(worker.redis, [finished.waiting])
+        await wake(worker.redis, [waiting])
     except Exception as exc:  # redis-py's errors: the waiting job checks again later
-        log.warning("wake failed", extra=kv(job=finished.waiting, reason=type(exc).__name__))
+        log.warning("wake failed", extra=kv(job=waiting, reason=type(exc).__name__))
 
 
 async def _release_imports(worker: WorkerContext, row: Any) -> None:

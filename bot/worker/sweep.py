@@ -13,7 +13,6 @@ from arq.constants import result_key_prefix
 
 from bot.config import Settings
 from bot.logs import kv
-from bot.model import JobRequest
 from bot.queue.arq_enqueue import enqueue_jobs
 from bot.queue.redis_client import forget_results
 from bot.store import deliveries, jobs
@@ -61,7 +60,7 @@ async def sweep_once(pool: asyncpg.Pool, redis: ArqRedis, settings: Settings) ->
     # One round trip; a job still queued in Redis is left alone (not counted).
     requeued = await enqueue_jobs(
         redis,
-        [JobRequest(r["function"], r["job_id"], r["item_key"], r["kwargs"]) for r in rows],
+        [jobs.job_request(row) for row in rows],
     )
     # An import's jobs are released as earlier ones end; this starts them again after
     # their chain broke (Redis lost them, a worker died) or when no worker ran.
