@@ -4,26 +4,15 @@ secret, request body or header, query string or local variable in them."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from bot.config import Settings
+from bot.logs import secret_masker
+from bot.model import DELIVERY_HEADERS_KEPT
 
-MASK = "***"
 # Request headers an event may keep: they say what GitHub sent, and carry no credential.
-SAFE_HEADERS = frozenset(
-    h.lower()
-    for h in (
-        "Content-Length",
-        "Content-Type",
-        "User-Agent",
-        "X-GitHub-Delivery",
-        "X-GitHub-Event",
-        "X-GitHub-Hook-ID",
-        "X-GitHub-Hook-Installation-Target-Type",
-    )
-)
+SAFE_HEADERS = frozenset(h.lower() for h in (*DELIVERY_HEADERS_KEPT, "Content-Length"))
 
 Event = dict[str, Any]
 
@@ -57,12 +46,11 @@ def setup_error_tracking(settings: Settings, *, transport: Any = None) -> bool:
 
 def scrubber(secrets: Iterable[str]) -> Callable[[Event], Event]:
     """What every event and breadcrumb goes through before it leaves the process."""
-    ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
-    pattern = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None
+    masked_text = secret_masker(secrets)
 
     def mask(value: Any) -> Any:
         if isinstance(value, str):
-            return pattern.sub(MASK, value) if pattern is not None else value
+            return masked_text(value)
         if isinstance(value, dict):
             return {mask(k): mask(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):

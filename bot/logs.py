@@ -14,8 +14,10 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
+
+MASK = "***"  # what a secret is written as
 
 # Heroku splits a line longer than 10,000 bytes into separate messages: a longer
 # traceback keeps its first frames and its end (the frames nearest the error, and the
@@ -64,8 +66,7 @@ class KeyValueFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        forms = {form for s in secrets if s for form in (s, _escape(s))}
-        self.secrets = sorted(forms, key=len, reverse=True)
+        self.redact = secret_masker(form for s in secrets if s for form in (s, _escape(s)))
         self._second = -1
         self._stamp = ""
 
@@ -87,11 +88,15 @@ class KeyValueFormatter(logging.Formatter):
             parts.append(f"traceback={_quote(_traceback(exc))}")
         return self.redact(" ".join(parts))
 
-    def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return text
+
+def secret_masker(secrets: Iterable[str]) -> Callable[[str], str]:
+    """A function that writes ``***`` for every one of ``secrets`` in a text (the longest
+    first, so one that contains another is masked whole)."""
+    ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
+    if not ordered:
+        return lambda text: text
+    pattern = re.compile("|".join(re.escape(s) for s in ordered))
+    return lambda text: pattern.sub(MASK, text)
 
 
 def _traceback(exc: BaseException) -> str:

@@ -58,6 +58,19 @@ def check_repository(repository: str) -> str:
     return repository
 
 
+# Headers GitHub sends with a delivery that carry no credential: kept with a stored
+# delivery (enough to replay it) and in error reports.
+DELIVERY_HEADERS_KEPT = (
+    "Content-Type",
+    "User-Agent",
+    "X-GitHub-Event",
+    "X-GitHub-Delivery",
+    "X-GitHub-Hook-ID",
+    "X-GitHub-Hook-Installation-Target-ID",
+    "X-GitHub-Hook-Installation-Target-Type",
+)
+
+
 # How operators name one pull request or issue: OWNER/REPO#N, or its address on GitHub.
 _ITEM_REFERENCE = re.compile(r"^(?P<repo>[^#\s]+)#(?P<number>[0-9]+)$")
 _ITEM_URL = re.compile(

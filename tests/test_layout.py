@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": set(),
     "model": {"jsonvalues"},
     "embedded": {"logs"},
-    "error_tracking": {"config"},
+    "error_tracking": {"config", "logs", "model"},
     "integrations": {"config", "logs", "model", "metrics"},
     "store": {"config", "logs", "model", "jsonvalues"},
     "queue": {"logs", "model"},

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from bot.jsonvalues import JSON_OBJECTS, parse_document
-from bot.model import Delivery
+from bot.model import DELIVERY_HEADERS_KEPT, Delivery
 
 MAX_BODY_BYTES = 25 * 1024 * 1024
 # At most this many of the characters [ { , : in one document, so reading it takes
@@ -20,16 +20,6 @@ MAX_BODY_BYTES = 25 * 1024 * 1024
 # have more, so it is not counted. GitHub's deliveries have a few thousand.
 MAX_STRUCTURE = 1 << 20
 SIGNATURE_HEADER = "X-Hub-Signature-256"
-# Headers kept with a stored delivery: enough to replay it, nothing that could be a secret.
-SAFE_HEADERS = (
-    "Content-Type",
-    "User-Agent",
-    "X-GitHub-Event",
-    "X-GitHub-Delivery",
-    "X-GitHub-Hook-ID",
-    "X-GitHub-Hook-Installation-Target-ID",
-    "X-GitHub-Hook-Installation-Target-Type",
-)
 _DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,99}")
 EVENT_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b"[{,:")
@@ -143,7 +133,7 @@ def parse_signed(headers: Mapping[str, str], body: bytes, media_type: str) -> De
         raise DeliveryError(400, "X-GitHub-Delivery is not a delivery id")
     document = _form_payload(body) if media_type.endswith("urlencoded") else body
     data = _json_object(document)
-    safe = {h: headers[h] for h in SAFE_HEADERS if h in headers}
+    safe = {h: headers[h] for h in DELIVERY_HEADERS_KEPT if h in headers}
     return Delivery(delivery_id=delivery_id, event=event, data=data, body=document, headers=safe)
 
 
