@@ -10,12 +10,7 @@ from typing import Any, ClassVar
 
 from arq import cron
 
-from bot.config import (
-    DEFAULT_WORKER_JOB_TIMEOUT,
-    DEFAULT_WORKER_MAX_JOBS,
-    SUMMARY_HOUR_UTC,
-    Settings,
-)
+from bot.config import SUMMARY_HOUR_UTC, Settings
 from bot.worker.context import ArqContext, shutdown, startup
 from bot.worker.jobs import FUNCTIONS
 from bot.worker.recovery import RECOVERY_MINUTES, recover_missed_deliveries
@@ -48,8 +43,6 @@ class FixedSettings:
     on_shutdown = shutdown
     after_job_end = after_job_end
     max_tries = ARQ_MAX_TRIES
-    job_timeout = DEFAULT_WORKER_JOB_TIMEOUT
-    max_jobs = DEFAULT_WORKER_MAX_JOBS
     keep_result = 3600
     # How often an idle worker looks for jobs that are due (arq's default is 0.5 s).
     poll_delay = 0.05

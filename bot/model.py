@@ -72,19 +72,21 @@ DELIVERY_HEADERS_KEPT = (
 
 
 # How operators name one pull request or issue: OWNER/REPO#N, or its address on GitHub.
-_ITEM_REFERENCE = re.compile(r"^(?P<repo>[^#\s]+)#(?P<number>[0-9]+)$")
-_ITEM_URL = re.compile(
-    r"^https?://[^/]+/(?P<repo>[^/]+/[^/]+)/(?:pull|issues)/(?P<number>[0-9]+)/?$"
-)
+_ITEM_REFERENCE = re.compile(r"^([^#\s]+)#([0-9]+)$")
 
 
 def parse_item_reference(text: str) -> tuple[str, int]:
     """(repository, number) from ``OWNER/REPO#N`` or a pull request's or issue's URL."""
-    match = _ITEM_REFERENCE.match(text.strip()) or _ITEM_URL.match(text.strip())
-    number = int(match["number"]) if match else 0
-    if match is None or not 0 < number < 2**31:
+    given = text.strip()
+    if match := _ITEM_REFERENCE.match(given):
+        repository, number = match[1], int(match[2])
+    elif match := ITEM_URL.fullmatch(given.rstrip("/")):
+        repository, number = match[1], int(match[3])
+    else:
+        repository, number = "", 0
+    if not 0 < number < 2**31:
         raise InvalidRepository(f"{text!r} is not an item of the form OWNER/REPO#NUMBER")
-    return check_repository(match["repo"]), number
+    return check_repository(repository), number
 
 
 def item_key(repository: str, number: int) -> str:

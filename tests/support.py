@@ -84,8 +84,8 @@ async def run_worker(settings: Settings, pool: Any, redis: Any = None, **overrid
         "on_shutdown": shutdown,
         "after_job_end": FixedSettings.after_job_end,
         "max_tries": FixedSettings.max_tries,
-        "job_timeout": FixedSettings.job_timeout,
-        "max_jobs": FixedSettings.max_jobs,
+        "job_timeout": settings.worker_job_timeout,
+        "max_jobs": settings.worker_max_jobs,
         "ctx": {"settings": settings, "pool": pool, "check_configuration": False},
     }
     options.update(overrides)

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 from arq.connections import ArqRedis
-from arq.constants import default_queue_name
 
 from bot.logs import kv
 
@@ -70,7 +69,7 @@ async def collect(redis: ArqRedis, now: float | None = None) -> dict[str, str]:
 
 async def queue_depth(redis: ArqRedis) -> int:
     """Jobs in arq's queue: ready to run, or deferred (retries, waits)."""
-    return await cast(Awaitable[int], redis.zcard(default_queue_name))
+    return await cast(Awaitable[int], redis.zcard(redis.default_queue_name))
 
 
 async def keep_publishing(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import html
 import logging
 import re
@@ -13,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
-import orjson
 from aiohttp import web
 from arq.connections import ArqRedis
 from gidgethub import sansio
@@ -35,7 +33,7 @@ from bot.web.body import BodyBudget, read_signed_body
 from bot.web.checkup import CONFIGURATION_CHECK, ConfigurationCheck
 from bot.web.group_commit import GroupCommit
 from bot.web.ingest import MAX_BODY_BYTES, DeliveryError, check_headers, parse_signed
-from bot.web.pages import html_page
+from bot.web.pages import html_page, json_error, json_response, token_matches
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +45,6 @@ ITEM_ORDER = web.AppKey("item_order", KeyedLocks)
 PROCESS = web.AppKey("process", str)  # this process's label in /metrics
 BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
 HEALTH_TIMEOUT = 2.0
-
-
-def json_response(data: Any, *, status: int = 200) -> web.Response:
-    """``web.json_response`` with orjson, several times faster than the json module."""
-    body = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
-    return web.Response(body=body, status=status, content_type="application/json")
-
-
-def json_error(status: int, message: str) -> web.Response:
-    return json_response({"error": message}, status=status)
 
 
 @web.middleware
@@ -164,22 +152,25 @@ def _not_stored(delivery_id: str, exc: Exception) -> tuple[web.Response, str]:
     return answer, "unavailable"
 
 
-def _authorised(request: web.Request) -> bool:
+def _refused(request: web.Request, unset: str) -> web.Response | None:
+    """The answer to a request for an admin page without the token (in the header only:
+    these pages are for scripts); ``unset`` is the 404's message when none is set."""
     token = request.app[SETTINGS].admin_token
+    if not token:
+        return json_error(404, unset)
     given = request.headers.get("Authorization", "")
-    expected = f"Bearer {token}"
-    # A header's bytes that are not UTF-8 arrive as surrogates: they match no token.
-    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
+    if not (given.startswith("Bearer ") and token_matches(given.removeprefix("Bearer "), token)):
+        return json_error(401, "send Authorization: Bearer <ADMIN_TOKEN>")
+    return None
 
 
 _NUM = re.compile(r"[0-9]{1,4}")
 
 
 async def list_events(request: web.Request) -> web.Response:
-    if not request.app[SETTINGS].admin_token:
-        return json_error(404, "not found (set ADMIN_TOKEN to enable /events)")
-    if not _authorised(request):
-        return json_error(401, "send Authorization: Bearer <ADMIN_TOKEN>")
+    refusal = _refused(request, "not found (set ADMIN_TOKEN to enable /events)")
+    if refusal is not None:
+        return refusal
     raw = request.query.get("num", "20")
     if not _NUM.fullmatch(raw) or not 1 <= int(raw) <= 1000:
         return json_error(400, "num must be a whole number from 1 to 1000")
@@ -205,10 +196,9 @@ async def metrics_page(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
     if not settings.metrics_public:
-        if not settings.admin_token:
-            return json_error(404, "not found (set ADMIN_TOKEN or METRICS_PUBLIC=true)")
-        if not _authorised(request):
-            return json_error(401, "send Authorization: Bearer <ADMIN_TOKEN>")
+        refusal = _refused(request, "not found (set ADMIN_TOKEN or METRICS_PUBLIC=true)")
+        if refusal is not None:
+            return refusal
     snapshots, depth, unfinished = await asyncio.gather(
         _or_none(metric_snapshots.collect(app[REDIS])),
         _or_none(metric_snapshots.queue_depth(app[REDIS])),

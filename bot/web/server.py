@@ -15,7 +15,7 @@ from aiohttp import web, web_protocol
 from aiohttp.web_request import BaseRequest
 
 from bot.logs import kv
-from bot.web.app import json_error
+from bot.web.pages import json_error
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from bot.integrations.http import send
 from bot.logs import kv
 from bot.model import APP_EVENTS, APP_PERMISSIONS
 from bot.web import setup_views
-from bot.web.pages import html_page
+from bot.web.pages import html_page, json_error, token_matches
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +143,6 @@ def check_state(
     return State(nonce, admin == "1")
 
 
-def _json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
 def _given_token(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
@@ -156,11 +152,7 @@ def _given_token(request: web.Request) -> str:
 
 def is_admin(request: web.Request, settings: Settings) -> bool:
     """The admin token came as ``Authorization: Bearer`` or ``?token=``."""
-    given = _given_token(request)
-    # A header's bytes that are not UTF-8 arrive as surrogates: they match no token.
-    return bool(settings.admin_token) and hmac.compare_digest(
-        given.encode("utf-8", "surrogateescape"), settings.admin_token.encode()
-    )
+    return token_matches(_given_token(request), settings.admin_token)
 
 
 def _refusal(request: web.Request, settings: Settings) -> web.Response | None:
@@ -168,9 +160,9 @@ def _refusal(request: web.Request, settings: Settings) -> web.Response | None:
     if not settings.github_app_id:
         return None
     if not settings.admin_token:
-        return _json_error(404, SETUP_CLOSED)
+        return json_error(404, SETUP_CLOSED)
     if not is_admin(request, settings):
-        return _json_error(403, ADMIN_ONLY)
+        return json_error(403, ADMIN_ONLY)
     return None
 
 
@@ -178,7 +170,7 @@ def _failure(request: web.Request, status: int, message: str) -> web.Response:
     """A clear error for a person in a browser (HTML) or a script (JSON)."""
     accept = request.headers.get("Accept", "")
     if "application/json" in accept and "text/html" not in accept:
-        return _json_error(status, message)
+        return json_error(status, message)
     return html_page(setup_views.error_page(message), status)
 
 
@@ -189,11 +181,11 @@ async def show_setup(request: web.Request) -> web.Response:
         return refused
     org = request.query.get("org", "").strip()
     if org and not _LOGIN.fullmatch(org):
-        return _json_error(400, "org must be a GitHub organisation login")
+        return json_error(400, "org must be a GitHub organisation login")
     base_url = public_base_url(request)
     name = request.query.get("name", "").strip() or default_app_name(base_url)
     if len(name) > _APP_NAME_MAX:
-        return _json_error(400, f"name must be at most {_APP_NAME_MAX} characters")
+        return json_error(400, f"name must be at most {_APP_NAME_MAX} characters")
     nonce = secrets.token_urlsafe(16)
     state = sign_state(settings.webhook_secrets[0], nonce, admin=is_admin(request, settings))
     web_url = github_web_url(settings.github_api_url)
@@ -243,7 +235,7 @@ async def setup_callback(request: web.Request) -> web.Response:
         log.info("setup callback refused", extra=kv(reason="state"))
         return _failure(request, 403, BAD_STATE)
     if settings.github_app_id and not state.admin and _refusal(request, settings) is not None:
-        return _json_error(403, ADMIN_ONLY)
+        return json_error(403, ADMIN_ONLY)
     # Setup runs once in the service's life: a session just for it, not one kept open.
     async with aiohttp.ClientSession() as session:
         try:
