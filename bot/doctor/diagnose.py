@@ -20,7 +20,7 @@ from bot.doctor.configuration import check_configuration, ready
 from bot.doctor.findings import Finding, Report, problem
 from bot.doctor.storage import DATABASE_FIX, REDIS_FIX, Processes
 from bot.integrations.errors import ServiceError
-from bot.integrations.github import GitHubClient
+from bot.integrations.github import GitHubClient, shared_backoff
 from bot.logs import kv
 from bot.queue.redis_client import connect_redis
 from bot.store import projects
@@ -57,9 +57,19 @@ async def diagnose(
         if redis is None and settings.redis_url:
             redis = connect_redis(settings.redis_url, timeout=CONNECT_TIMEOUT)
             stack.push_async_callback(redis.aclose)
-        groups = await asyncio.gather(*_checks(settings, http, pool, redis, processes))
+        shared = redis if redis is not None and await _answers(redis) else None
+        groups = await asyncio.gather(*_checks(settings, http, pool, redis, shared, processes))
     findings += [finding for group in groups for finding in group]
     return Report(tuple(findings), datetime.now(UTC))
+
+
+async def _answers(redis: ArqRedis) -> bool:
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            await redis.ping()
+    except UNREACHABLE:
+        return False
+    return True
 
 
 async def _open_database(
@@ -86,9 +96,14 @@ def _checks(
     http: aiohttp.ClientSession,
     pool: asyncpg.Pool | None,
     redis: ArqRedis | None,
+    shared: ArqRedis | None,
     processes: Processes,
 ) -> list[Awaitable[list[Finding]]]:
-    github_client = GitHubClient(http, settings)
+    """``shared``: the Redis that answers, where the workers count what they send to
+    GitHub and Trello; the checks count there too, so they never push the workers over a
+    limit (without it, the Redis check says why)."""
+    backoff = shared_backoff(shared) if shared is not None else None
+    github_client = GitHubClient(http, settings, backoff=backoff)
     checks: list[Awaitable[list[Finding]]] = [
         guarded("github", GITHUB_FIX, lambda: github.check_github(settings, github_client))
     ]
@@ -107,7 +122,7 @@ def _checks(
     summary_list = settings.trello_finished_list_id and not trello_missing(settings)
     if ready(settings, "trello") or summary_list:
         checks.append(
-            guarded("trello", TRELLO_FIX, lambda: trello.check_trello(settings, http, redis))
+            guarded("trello", TRELLO_FIX, lambda: trello.check_trello(settings, http, shared))
         )
     if ready(settings, "jira"):
 

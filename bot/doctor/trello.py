@@ -9,7 +9,6 @@ from redis.asyncio import Redis
 from bot.config import Settings
 from bot.doctor.findings import Finding, ok, problem
 from bot.integrations.errors import NotRetryable
-from bot.integrations.ratelimit import Limiter
 from bot.integrations.trello import TrelloClient, shared_limiter
 
 AUTHORIZE = (
@@ -28,7 +27,9 @@ NOT_VISIBLE = (400, 401, 403, 404)
 async def check_trello(
     settings: Settings, http: aiohttp.ClientSession, redis: Redis | None = None
 ) -> list[Finding]:
-    client = TrelloClient(http, settings, limiter=await _limiter(redis, settings))
+    """``redis``: the workers' count of Trello's limits, which this check's calls join."""
+    limiter = shared_limiter(redis, settings) if redis is not None else None
+    client = TrelloClient(http, settings, limiter=limiter)
     try:
         member = await client.me()
     except NotRetryable as exc:
@@ -107,16 +108,3 @@ async def check_board(client: TrelloClient, board_id: str) -> Finding:
             "add the member to that board, or take the id out of TRELLO_BOARDS",
         )
     return ok(check, f"{board.name!r} readable" + (" (archived)" if board.closed else ""))
-
-
-async def _limiter(redis: Redis | None, settings: Settings) -> Limiter | None:
-    """The workers' shared count of Trello's limits, so that a check at a worker's start
-    never pushes the token over while jobs use it all; without Redis, the process's own
-    (the Redis check says why)."""
-    if redis is None:
-        return None
-    try:
-        await redis.ping()
-    except Exception:  # OSError, TimeoutError and redis-py's own errors
-        return None
-    return shared_limiter(redis, settings)

@@ -307,12 +307,7 @@ class GitHubClient:
     async def token_user(self) -> tuple[dict[str, Any], tuple[str, ...] | None]:
         """Whom GITHUB_TOKEN belongs to, and its OAuth scopes (None: a fine-grained token,
         whose permissions GitHub does not list)."""
-        response = await self._request(
-            "GET",
-            "/user",
-            installation_id=None,
-            authorization=f"token {self.settings.github_token}",
-        )
+        response = await self._request("GET", "/user", installation_id=None)
         raw = response.headers.get("X-OAuth-Scopes")
         scopes = None if raw is None else tuple(s.strip() for s in raw.split(",") if s.strip())
         return dict(response.data), scopes
@@ -478,6 +473,11 @@ class GitHubClient:
             body={"files": {name: {"content": text} for name, text in files.items()}},
         )
         return dict(response.data)
+
+
+def shared_backoff(redis: Redis) -> SharedBackoff:
+    """The waits GitHub asks for, kept for every process on one Redis."""
+    return SharedBackoff(redis, SERVICE)
 
 
 def content_limiter(redis: Redis, installation_id: int | None, share: float) -> SharedWindowLimiter:

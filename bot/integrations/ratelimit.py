@@ -174,31 +174,33 @@ class SharedWindowLimiter:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         member = secrets.token_hex(8)
-        args: list[str | int] = [member]
-        for requests, milliseconds in self._windows:
-            args += [requests, milliseconds]
         async with self._turn:
-            while (
-                wait := int(await self._acquire(keys=self._keys, args=[*args, IN_FLIGHT_MS]))
-            ) != 0:
-                await self._sleep(IN_FLIGHT_POLL if wait < 0 else wait / 1000)
+            while (wait := await self._try(member, IN_FLIGHT_MS)) > 0:
+                await self._sleep(wait)
         try:
             yield
         finally:
-            await self._release(keys=self._keys, args=[member, *(ms for _, ms in self._windows)])
+            await self._answered(member)
 
     async def take(self) -> float:
         """A slot now, without waiting: 0.0 when taken (it counts from now, for work
         that can wait), else the seconds until one frees up (nothing is taken)."""
-        member = secrets.token_hex(8)
+        return await self._try(secrets.token_hex(8), 0)
+
+    async def _try(self, member: str, in_flight_ms: int) -> float:
+        """0.0 when ``member`` took a slot, counting until ``in_flight_ms`` past a window
+        from now; else the seconds to wait before asking again."""
         args: list[str | int] = [member]
         for requests, milliseconds in self._windows:
             args += [requests, milliseconds]
-        wait = int(await self._acquire(keys=self._keys, args=[*args, IN_FLIGHT_MS]))
-        if wait != 0:
-            return IN_FLIGHT_POLL if wait < 0 else wait / 1000
+        wait = int(await self._acquire(keys=self._keys, args=[*args, in_flight_ms]))
+        if wait == 0:
+            return 0.0
+        return IN_FLIGHT_POLL if wait < 0 else wait / 1000
+
+    async def _answered(self, member: str) -> None:
+        """The request is answered: it counts for a window from now."""
         await self._release(keys=self._keys, args=[member, *(ms for _, ms in self._windows)])
-        return 0.0
 
 
 class SharedBackoff:

@@ -3,13 +3,13 @@ for the Trello output."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterable
 
 from cachetools import TTLCache
 
 from bot.integrations.trello import BoardLabel, TrelloClient
+from bot.locks import KeyedLocks
 from bot.model import Label
 from bot.outputs import trello_text as text
 
@@ -31,7 +31,7 @@ class BoardLabels:
         self._cache: TTLCache[str, tuple[float, list[BoardLabel]]] = TTLCache(
             maxsize=CACHE_SIZE, ttl=CACHE_SECONDS
         )
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = KeyedLocks()  # per board
 
     async def mirror(self, card_id: str, wanted: list[Label], unwanted: set[str]) -> None:
         """Put the ``wanted`` labels on the card (those it lacks), and take off those
@@ -52,7 +52,7 @@ class BoardLabels:
         """Label id → name, for the ids given (all of them: a listing that lacks one
         is read afresh)."""
         wanted = set(label_ids)
-        async with self._locks.setdefault(board, asyncio.Lock()):
+        async with self._locks.hold([board]):
             labels = await self._listing(board)
             if not wanted <= {label.id for label in labels}:
                 labels = await self._listing(board, older_than=0.0)
@@ -61,7 +61,7 @@ class BoardLabels:
     async def find_or_create(self, board: str, label: Label) -> str:
         """The id of the board's label named like ``label`` (the same name first, then
         the same but for case); a new label, in the nearest colour, when there is none."""
-        async with self._locks.setdefault(board, asyncio.Lock()):
+        async with self._locks.hold([board]):
             labels = await self._listing(board)
             found = _named(labels, label.name)
             if found is None:

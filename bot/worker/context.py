@@ -19,8 +19,7 @@ from arq.connections import ArqRedis
 from bot import metrics
 from bot.config import Settings
 from bot.doctor import diagnose, log_report
-from bot.integrations.github import GitHubClient
-from bot.integrations.ratelimit import SharedBackoff
+from bot.integrations.github import GitHubClient, shared_backoff
 from bot.logs import kv
 from bot.model import Link
 from bot.outputs import Output, Services, build_outputs
@@ -87,7 +86,7 @@ async def startup(ctx: ArqContext) -> None:
         pool = await create_pool(settings.database_url, max_size=settings.pool_sizes.worker)
     redis: ArqRedis = ctx["redis"]
     http = aiohttp.ClientSession()
-    github = GitHubClient(http, settings, backoff=SharedBackoff(redis, "github"))
+    github = GitHubClient(http, settings, backoff=shared_backoff(redis))
     services = Services(settings, http, pool, directory=github, redis=redis)
     outputs = build_outputs(settings.outputs, services)
     process = metrics.process_label(settings.dyno, "worker")
