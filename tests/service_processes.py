@@ -4,22 +4,22 @@ the test's PostgreSQL, Redis and fake APIs through their environment, as on Hero
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import API_TOKEN, EMAIL, FakeJira
 from tests.fakes.trello import FakeTrello
-from tests.support import ROOT
+from tests.support import ROOT, clean_environ
 
 START_TIMEOUT = 60.0
-_OWN_VARIABLES = ("GITHUB_", "DATABASE_", "REDIS_", "ADMIN_", "TRELLO_", "JIRA_", "WORKER_")
 
 
 def worker_env(
@@ -32,9 +32,8 @@ def worker_env(
     **extra: str,
 ) -> dict[str, str]:
     """The environment of a worker using the fakes (GitHub in token mode)."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_VARIABLES)}
     env = {
-        **clean,
+        **clean_environ(),
         "DATABASE_URL": service_urls[0],
         "REDIS_URL": service_urls[1],
         "PUPPET_WEBHOOKS_DATA_DIR": str(data_dir),
@@ -77,6 +76,19 @@ class ServiceProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"process never said {says!r}:\n{self.output()[-3000:]}")
             await asyncio.sleep(0.05)
+
+    async def healthy(self, base_url: str) -> None:
+        """Wait until the web process answers 200 on /healthz."""
+        deadline = time.monotonic() + START_TIMEOUT
+        async with aiohttp.ClientSession() as session:
+            while True:
+                assert self.process.returncode is None, self.output()[-3000:]
+                assert time.monotonic() < deadline, f"no /healthz\n{self.output()[-3000:]}"
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with session.get(f"{base_url}/healthz") as response:
+                        if response.status == 200:
+                            return
+                await asyncio.sleep(0.1)
 
     async def stop(self, sig: signal.Signals = signal.SIGTERM, within: float = 30) -> int:
         if self.process.returncode is None:

@@ -23,6 +23,33 @@ from worker import FixedSettings
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 SECRET = "test-webhook-secret-0f1e2d3c"
+# The variables the service reads (bot/config.py), by prefix or name: a test's own
+# processes get none of this machine's (a LOG_LEVEL would hide the lines tests wait for,
+# a SENTRY_DSN would report to a real project, credentials would reach real services).
+_SERVICE_VARIABLES = (
+    *("GITHUB_", "DATABASE_", "REDIS_", "ADMIN_", "TRELLO_", "JIRA_", "WORKER_", "SENTRY_"),
+    *("SUMMARY_", "LOG_", "METRICS_", "ORDER_", "JOB_", "IMPORT_", "LEGACY_", "SLACK_"),
+    *("PUPPET_WEBHOOKS_", "STORED_EVENT_", "ARCHIVE_CARD", "DYNO", "PORT"),
+)
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """This machine's environment without the service's variables, plus ``extra``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(_SERVICE_VARIABLES)}
+    return {**clean, **extra}
+
+
+def web_env(service_urls: tuple[str, str], data_dir: Path, port: int) -> dict[str, str]:
+    """The environment of a `python -m bot web` on ``port`` (no outputs, no credentials)."""
+    return clean_environ(
+        DATABASE_URL=service_urls[0],
+        REDIS_URL=service_urls[1],
+        GITHUB_WEBHOOK_SECRET=SECRET,
+        PORT=str(port),
+        PUPPET_WEBHOOKS_DATA_DIR=str(data_dir),
+    )
+
+
 OLD_SECRET = "rotated-out-secret-9a8b7c6d"
 ADMIN_TOKEN = "test-admin-token-5e6f7a8b"
 
@@ -115,18 +142,13 @@ async def worker_ctx(settings: Settings, pool: Any, redis: Any) -> AsyncIterator
 
 async def bot(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """Run `python -m bot ARGS` in a clean environment; (exit code, stdout, stderr)."""
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GITHUB_", "DATABASE_", "REDIS_", "ADMIN_", "TRELLO_", "JIRA_"))
-    }
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bot",
         *args,
         cwd=ROOT,
-        env={**clean, **(env or {})},
+        env=clean_environ(**(env or {})),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -163,3 +185,13 @@ async def raw_request(port: int, request: bytes, *, within: float = 10) -> RawAn
     finally:
         writer.close()
     return RawAnswer(int(status_line.split()[1]), headers, body)
+
+
+async def inserts_waiting(pool: Any) -> int:
+    """Storing statements held up behind a lock (a test holds one to stall the web)."""
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO deliveries%'"
+        )
+    )

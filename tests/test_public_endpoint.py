@@ -27,7 +27,7 @@ from bot.web.body import BodyBudget
 from bot.web.ingest import MAX_BODY_BYTES, signature_for
 from bot.web.server import Listening, listen
 from tests.conftest import app_for_tests
-from tests.support import SECRET, delivery, raw_request
+from tests.support import SECRET, delivery, inserts_waiting, raw_request
 
 # Short time limits, so that a test waits for them a fraction of a second.
 HEADER_TIMEOUT = 0.5
@@ -145,15 +145,6 @@ def poisoned(kind: str) -> tuple[dict[str, str], bytes]:
         return delivery("pull_request/opened", pull_request__number=2**70)
     assert kind == "object for an id"
     return delivery("issue_comment/created_on_pull_request", comment__id={"id": 1})
-
-
-async def inserts_waiting(pool: asyncpg.Pool) -> int:
-    return int(
-        await pool.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO deliveries%'"
-        )
-    )
 
 
 @pytest.mark.parametrize("kind", ["lone surrogate", "number beyond 64 bits", "object for an id"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from tests.service_processes import (
     wait_for_jobs,
     worker_env,
 )
-from tests.support import SECRET
+from tests.support import SECRET, web_env
 
 PULL_REQUESTS = range(1, 17)
 GAP = 0.001  # seconds between one PR's deliveries
@@ -194,18 +193,6 @@ async def test_a_batch_of_deliveries_is_stored_in_the_order_given(pool: asyncpg.
     await stored_deliveries.save_deliveries(pool, batch)
     stored = await pool.fetch("SELECT delivery_id FROM jobs ORDER BY id")
     assert [r["delivery_id"] for r in stored] == [d.delivery_id for d, _ in batch]
-
-
-def web_env(service_urls: tuple[str, str], data_dir: Path, port: int) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
-    return {
-        **clean,
-        "DATABASE_URL": service_urls[0],
-        "REDIS_URL": service_urls[1],
-        "GITHUB_WEBHOOK_SECRET": SECRET,
-        "PORT": str(port),
-        "PUPPET_WEBHOOKS_DATA_DIR": str(data_dir),
-    }
 
 
 async def test_two_web_processes_storing_one_items_events_at_once_keep_their_order(

@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
 import time
 from pathlib import Path
@@ -27,13 +25,12 @@ from tests.fakes.chaos import Chaos, calls
 from tests.fakes.github import FakeGitHub
 from tests.fakes.trello import FakeTrello
 from tests.service_processes import (
-    ServiceProcess,
     start_process,
     start_worker,
     wait_for_jobs,
     worker_env,
 )
-from tests.support import SECRET
+from tests.support import inserts_waiting, web_env
 
 
 async def test_a_worker_stopped_mid_job_leaves_it_to_be_run_again(
@@ -85,28 +82,6 @@ async def test_a_worker_stopped_mid_job_leaves_it_to_be_run_again(
     ]
 
 
-async def healthy(base: str, web: ServiceProcess) -> None:
-    deadline = time.monotonic() + 60
-    async with aiohttp.ClientSession() as session:
-        while True:
-            assert web.process.returncode is None, web.output()[-3000:]
-            assert time.monotonic() < deadline, "web never answered /healthz"
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with session.get(f"{base}/healthz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-
-
-async def inserts_waiting(pool: asyncpg.Pool) -> int:
-    return int(
-        await pool.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO deliveries%'"
-        )
-    )
-
-
 async def refuses_connections(port: int) -> bool:
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -120,20 +95,12 @@ async def test_the_web_process_finishes_requests_in_flight_on_sigterm(
     service_urls: tuple[str, str], tmp_path: Path, pool: asyncpg.Pool
 ) -> None:
     port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
-    env = {
-        **clean,
-        "DATABASE_URL": service_urls[0],
-        "REDIS_URL": service_urls[1],
-        "GITHUB_WEBHOOK_SECRET": SECRET,
-        "PORT": str(port),
-        "PUPPET_WEBHOOKS_DATA_DIR": str(tmp_path / "data"),
-    }
+    env = web_env(service_urls, tmp_path / "data", port)
     web = await start_process("web", env, tmp_path / "web.log")
     base = f"http://127.0.0.1:{port}"
     sent = [deliveries.pull_request("opened", number) for number in range(1, 6)]
     try:
-        await healthy(base, web)
+        await web.healthy(base)
         async with pool.acquire() as blocker, aiohttp.ClientSession() as session:
             # Writes to deliveries wait behind this lock: the requests stay in flight.
             transaction = blocker.transaction()

@@ -4,7 +4,6 @@ configured. (`web` listens on every interface, as a Heroku dyno must: tests/test
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from bot.embedded import free_port
 from tests.service_processes import ServiceProcess, start_process
-from tests.support import SECRET
+from tests.support import web_env
 
 # Another address of the loopback network: a process listening on 127.0.0.1 only is not
 # reachable there; one listening on every interface is.
@@ -21,19 +20,7 @@ OTHER_ADDRESS = "127.0.0.2"
 
 
 def environment(service_urls: tuple[str, str], tmp_path: Path, port: int) -> dict[str, str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GITHUB_", "DATABASE_", "REDIS_", "ADMIN_", "TRELLO_", "JIRA_"))
-    }
-    return {
-        **clean,
-        "DATABASE_URL": service_urls[0],
-        "REDIS_URL": service_urls[1],
-        "GITHUB_WEBHOOK_SECRET": SECRET,
-        "PORT": str(port),
-        "PUPPET_WEBHOOKS_DATA_DIR": str(tmp_path / "data"),
-    }
+    return web_env(service_urls, tmp_path / "data", port)
 
 
 async def answers(host: str, port: int) -> bool:

@@ -5,8 +5,6 @@ resident memory (VmHWM) read from /proc."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import uuid
 from pathlib import Path
 
@@ -15,8 +13,8 @@ import pytest
 
 from bot.embedded import free_port
 from bot.web.ingest import MAX_BODY_BYTES, signature_for
-from tests.service_processes import ServiceProcess, start_process
-from tests.support import SECRET
+from tests.service_processes import start_process
+from tests.support import SECRET, web_env
 
 # Above the process's size when idle, whatever it is sent (docs/security.md).
 BOUND_MIB = 256
@@ -49,31 +47,12 @@ def string_delivery() -> bytes:
     return head + b"x" * (MAX_BODY_BYTES - len(head) - 3) + b'"}}'
 
 
-async def healthy(session: aiohttp.ClientSession, url: str, web: ServiceProcess) -> None:
-    for _ in range(600):
-        assert web.process.returncode is None, web.output()[-3000:]
-        with contextlib.suppress(aiohttp.ClientError, OSError):
-            async with session.get(url) as response:
-                if response.status == 200:
-                    return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"web never answered /healthz\n{web.output()[-3000:]}")
-
-
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
 async def test_the_largest_deliveries_keep_the_web_process_under_its_bound(
     service_urls: tuple[str, str], pool: object, tmp_path: Path
 ) -> None:
     port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
-    env = {
-        **clean,
-        "DATABASE_URL": service_urls[0],
-        "REDIS_URL": service_urls[1],
-        "GITHUB_WEBHOOK_SECRET": SECRET,
-        "PORT": str(port),
-        "PUPPET_WEBHOOKS_DATA_DIR": str(tmp_path / "data"),
-    }
+    env = web_env(service_urls, tmp_path / "data", port)
     web = await start_process("web", env, tmp_path / "web.log")
     url = f"http://127.0.0.1:{port}/webhooks"
     sent = {
@@ -84,7 +63,7 @@ async def test_the_largest_deliveries_keep_the_web_process_under_its_bound(
     }
     try:
         async with aiohttp.ClientSession() as session:
-            await healthy(session, f"http://127.0.0.1:{port}/healthz", web)
+            await web.healthy(f"http://127.0.0.1:{port}")
             idle = memory_mib(web.process.pid)["VmRSS"]
             peaks: dict[str, float] = {}
             answers: dict[str, int] = {}

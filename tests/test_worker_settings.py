@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from arq.connections import ArqRedis
 
 from bot.config import Settings
 from tests.service_processes import ServiceProcess
-from tests.support import ROOT
+from tests.support import ROOT, clean_environ
 from worker import FixedSettings, worker_settings
 
 # What arq's command line does with its argument: look the settings up, make a Worker.
@@ -46,14 +45,10 @@ async def python(code: str, env: dict[str, str]) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
-_OWN = ("GITHUB_", "DATABASE_", "REDIS_", "ADMIN_", "TRELLO_", "JIRA_", "WORKER_", "SENTRY_")
-
-
 def base_env(**extra: str) -> dict[str, str]:
     """This machine's environment without the service's variables, plus ``extra``."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(_OWN)}
     return {
-        **clean,
+        **clean_environ(),
         "DATABASE_URL": "postgresql://localhost/unused",
         "REDIS_URL": "redis://127.0.0.1:6399/3",
         "GITHUB_EVENT_OUTPUTS": "",
