@@ -23,10 +23,10 @@ from bot.store import projects
 from bot.web.app import create_app
 from bot.web.checkup import CONFIGURATION_CHECK
 from bot.worker.context import shutdown, startup
-from tests.fakes.github import APP_ID, TEST_PRIVATE_PEM, FakeGitHub
+from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
-from tests.fakes.trello import FakeTrello, trello_settings
-from tests.support import ADMIN_TOKEN, SECRET, bot
+from tests.fakes.trello import FakeTrello
+from tests.support import ADMIN_TOKEN, SECRET, bot, with_all_outputs
 
 REPO = "puppetlabs/puppet"
 INSTALLATION = 31415926
@@ -46,16 +46,7 @@ async def good(
     """Every part configured and working: App mode, Trello and Jira, one mapped project."""
     fake_github.add_installation(INSTALLATION, "puppetlabs", REPO)
     await projects.save(pool, projects.Project(REPO, "PUP"))
-    return trello_settings(
-        trello,
-        dataclasses.replace(
-            jira_settings,
-            github_app_id=APP_ID,
-            github_private_key=TEST_PRIVATE_PEM,
-            github_api_url=fake_github.base_url,
-            outputs=("trello", "jira"),
-        ),
-    )
+    return with_all_outputs(jira_settings, trello, fake_github)
 
 
 async def check(

@@ -24,15 +24,13 @@ from arq.connections import ArqRedis
 from bot.cli.main import main
 from bot.cli.progress import duration, progress_line, summary
 from bot.config import Settings
-from bot.integrations.errors import NotRetryable
-from bot.model import Item, JobRequest, Link
-from bot.outputs import REGISTRY, Registration
-from bot.outputs.base import Services
+from bot.model import JobRequest
 from bot.store import jobs
 from bot.store.imports import Counts, ImportRun
 from bot.worker.status import MARKER
 from bot.worker.sweep import sweep_once
 from tests.fakes.github import APP_ID, TEST_PRIVATE_PEM, FakeGitHub, error
+from tests.fakes.outputs import FlakyOutput, register_flaky_output
 from tests.fakes.trello import FakeTrello, trello_settings
 from tests.support import FIXTURES, ROOT, bot, delivery, run_worker
 
@@ -70,32 +68,9 @@ def add_issue(fake: FakeGitHub, repository: str, number: int, *, updated: str = 
     fake.issues[(repository, number)] = issue
 
 
-class FlakyOutput:
-    """Tracks items, except those the test says it must refuse; new items are made."""
-
-    name = "flaky"
-    makes_when_closed = False
-    refuse: set[int] = set()
-
-    def __init__(self, services: Services) -> None:
-        pass
-
-    async def sync(self, item: Item) -> Link | None:
-        if item.number in self.refuse:
-            raise NotRetryable("flaky", "POST /things answered 400 (invalid thing)", 400)
-        url = f"https://flaky.example/{item.number}"
-        return Link("flaky", str(item.number), url, "thing", created=True)
-
-    close = reopen = sync
-
-    async def comment(self, item: Item, comment: Any) -> Link | None:
-        return await self.sync(item)
-
-
 @pytest.fixture
 def app_settings(settings: Settings, fake_github: FakeGitHub, monkeypatch: Any) -> Settings:
-    monkeypatch.setitem(REGISTRY, "flaky", Registration(FlakyOutput, lambda s: []))
-    FlakyOutput.refuse = set()
+    register_flaky_output(monkeypatch, creates=True)
     return dataclasses.replace(
         settings,
         github_app_id=APP_ID,

@@ -10,44 +10,16 @@ import asyncpg
 import pytest
 
 from bot.config import Settings
-from bot.integrations.errors import NotRetryable
-from bot.model import Item, Link
-from bot.outputs import REGISTRY, Registration
-from bot.outputs.base import Services
 from tests.fakes.github import FakeGitHub
+from tests.fakes.outputs import FlakyOutput, register_flaky_output
 from tests.support import bot, delivery, run_worker
 
 REPO = "puppetlabs/puppet"
 
 
-class FlakyOutput:
-    """Tracks items, except those the test says it must refuse."""
-
-    name = "flaky"
-    makes_when_closed = False
-    refuse: set[int] = set()
-
-    def __init__(self, services: Services) -> None:
-        pass
-
-    async def _link(self, item: Item) -> Link:
-        if item.number in self.refuse:
-            raise NotRetryable("flaky", "POST /things answered 400 (invalid thing)", 400)
-        return Link("flaky", str(item.number), f"https://flaky.example/{item.number}", "thing")
-
-    async def sync(self, item: Item) -> Link | None:
-        return await self._link(item)
-
-    close = reopen = sync
-
-    async def comment(self, item: Item, comment: Any) -> Link | None:
-        return await self._link(item)
-
-
 @pytest.fixture
 def ops_settings(settings: Settings, fake_github: FakeGitHub, monkeypatch: Any) -> Settings:
-    monkeypatch.setitem(REGISTRY, "flaky", Registration(FlakyOutput, lambda s: []))
-    FlakyOutput.refuse = set()
+    register_flaky_output(monkeypatch)
     return dataclasses.replace(
         settings,
         github_token=fake_github.personal_token,
