@@ -48,10 +48,8 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import asyncpg
-from aiohttp import web
 
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH.parent), str(BENCH)]
@@ -62,8 +60,8 @@ import load  # noqa: E402  (puts the repository on sys.path for bot/ and tests/)
 from bot import embedded  # noqa: E402
 from bot.embedded import free_port  # noqa: E402
 from tests.fakes import deliveries  # noqa: E402
-from tests.fakes.github import _KEY, APP_ID, TEST_PRIVATE_PEM, FakeGitHub  # noqa: E402
-from tests.fakes.jira import API_TOKEN, EMAIL, FakeJira  # noqa: E402
+from tests.fakes.github import APP_ID, TEST_PRIVATE_PEM, FakeGitHub  # noqa: E402
+from tests.fakes.jira import FakeJira  # noqa: E402
 from tests.fakes.trello import FakeTrello  # noqa: E402
 from tests.service_processes import worker_env  # noqa: E402
 from tests.support import FIXTURES, SECRET  # noqa: E402
@@ -114,21 +112,6 @@ class Result:
         return sum(self.calls.get("trello", Counter()).values()) / allowed
 
 
-def latency(seconds: float, arrivals: list[float] | None = None) -> Any:
-    """A middleware answering ``seconds`` after each request arrived."""
-
-    @web.middleware
-    async def delayed(request: web.Request, handler: Any) -> web.StreamResponse:
-        arrived = time.monotonic()
-        if arrivals is not None:
-            arrivals.append(arrived)
-        response = await handler(request)
-        await asyncio.sleep(max(0.0, arrived + seconds - time.monotonic()))
-        return response
-
-    return delayed
-
-
 def repositories(count: int) -> list[str]:
     return [f"{OWNER}/module-{n:02d}" for n in range(1, count + 1)]
 
@@ -149,27 +132,19 @@ def add_pull(github: FakeGitHub, repository: str, number: int, author: str) -> N
 
 @contextlib.asynccontextmanager
 async def fakes(
-    latency_s: float, trello_arrivals: list[float]
+    latency_s: float, trello_answered: list[load.Answered]
 ) -> AsyncIterator[tuple[FakeTrello, FakeGitHub, FakeJira, str]]:
-    trello = FakeTrello()
-    trello.board = trello.add_board("Community Pull Requests")
-    trello.target_list = trello.add_list(trello.board, "Waiting for review")
-    trello.old_board = trello.add_board("Community Archive")
-    trello.old_list = trello.add_list(trello.old_board, "Done")
-    trello.token_limit = TOKEN_LIMIT
-    github = FakeGitHub(private_pem=TEST_PRIVATE_PEM, public_key=_KEY.public_key())
-    jira = FakeJira("cloud", projects=("PUP",))
-    apps = [trello.app(), github.app(), jira.application()]
-    apps[0].middlewares.insert(0, latency(latency_s, trello_arrivals))
-    for app in apps[1:]:
-        app.middlewares.insert(0, latency(latency_s))
-    async with (
-        load.serve(apps[0]) as trello_url,
-        load.serve(apps[1]) as github_url,
-        load.serve(apps[2]) as jira_url,
-    ):
-        trello.url, github.base_url = trello_url, github_url
-        yield trello, github, jira, jira_url
+    """``bench/load.py``'s fakes and a fake Jira, each answering ``latency_s`` after a
+    request arrived; Trello enforcing its token limit and noting what it answered."""
+    async with load.fakes(
+        [load.delayed(latency_s, trello_answered)], [load.delayed(latency_s)]
+    ) as (trello, github):
+        trello.token_limit = TOKEN_LIMIT
+        jira = FakeJira("cloud", projects=("PUP",))
+        app = jira.application()
+        app.middlewares.insert(0, load.delayed(latency_s))
+        async with load.serve(app) as jira_url:
+            yield trello, github, jira, jira_url
 
 
 def _shape(path: str) -> str:
@@ -205,14 +180,18 @@ async def one_run(result: Result, args: argparse.Namespace, data_dir: Path) -> N
     logs = data_dir / "logs"
     logs.mkdir()
     names = repositories(args.repositories)
-    arrivals: list[float] = []
+    trello_answered: list[load.Answered] = []
     with embedded.services_for(None, None, data_dir / "services") as urls:
         await harness.settle(urls[0])
-        async with fakes(args.latency_ms / 1000, arrivals) as (trello, github, jira, jira_url):
+        async with fakes(args.latency_ms / 1000, trello_answered) as (
+            trello,
+            github,
+            jira,
+            jira_url,
+        ):
             github.add_installation(INSTALLATION, OWNER, *names)
             for k in range(AUTHORS):
                 github.add_user(f"contributor-{k}", name=f"Contributor {k}")
-            github.add_user(deliveries.PR_AUTHOR, name="Adrien Thebo")
             per_repo = args.prs // args.repositories
             for index, name in enumerate(names):
                 for number in range(1, per_repo + 1):
@@ -223,11 +202,8 @@ async def one_run(result: Result, args: argparse.Namespace, data_dir: Path) -> N
                 data_dir / "data",
                 trello=trello,
                 github=github,
+                jira=(jira, jira_url),
                 GITHUB_WEBHOOK_SECRET=SECRET,
-                GITHUB_EVENT_OUTPUTS="trello,jira",
-                JIRA_SITE=jira_url,
-                JIRA_USERNAME=EMAIL,
-                JIRA_PASSWORD=API_TOKEN,
                 GITHUB_APP_ID=APP_ID,
                 GITHUB_PRIVATE_KEY=TEST_PRIVATE_PEM,
                 GITHUB_TOKEN="",
@@ -248,8 +224,19 @@ async def one_run(result: Result, args: argparse.Namespace, data_dir: Path) -> N
                     "INSERT INTO projects (repository, project_key) VALUES ($1, 'PUP')",
                     [(name,) for name in [*names]],
                 )
-                await measure(result, args, pool, env, source, names, logs, trello, github, jira)
-                result.trello_span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
+                await measure(
+                    result,
+                    args,
+                    pool,
+                    env,
+                    source,
+                    names,
+                    logs,
+                    trello_answered,
+                    trello,
+                    github,
+                    jira,
+                )
             finally:
                 await pool.close()
 
@@ -262,27 +249,16 @@ async def measure(
     source: Path,
     names: list[str],
     logs: Path,
+    trello_answered: list[load.Answered],
     trello: FakeTrello,
     github: FakeGitHub,
     jira: FakeJira,
 ) -> None:
     port = free_port()
-    web_process = harness.Child(
-        "web",
-        [sys.executable, "-m", "bot", "web"],
-        {**env, "PORT": str(port)},
-        logs / "web.log",
-        cwd=source,
-    )
-    worker = harness.Child(
-        "worker", [sys.executable, "-m", "bot", "worker"], env, logs / "worker.log", cwd=source
-    )
-    try:
-        await asyncio.to_thread(web_process.wait_until_ok, f"http://127.0.0.1:{port}/healthz")
-        while "worker ready" not in worker.log.read_text(errors="replace"):
-            if worker.process.poll() is not None:
-                raise SystemExit(f"worker exited; see {worker.log}")
-            await asyncio.sleep(0.05)
+    web_process = load.web_process(env, logs / "web.log", port, source)
+    (worker,) = load.worker_processes(env, logs, 1, source, paced=True)
+    with load.running([web_process, worker]):
+        await load.wait_ready([web_process, worker], [f"http://127.0.0.1:{port}/healthz"])
         shown = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "bot", "import", "--help"],
@@ -292,7 +268,9 @@ async def measure(
             text=True,
         )
         new_cli = "--installation" in shown.stdout
-        for requests in (trello.requests, github.requests, jira.requests):
+        # What the processes sent as they started (their configuration checks) is not the
+        # import's.
+        for requests in (trello.requests, github.requests, jira.requests, trello_answered):
             requests.clear()
         samplers = {"worker": harness.CpuSampler(worker.pid)}
         machine = harness.MachineCpu()
@@ -328,9 +306,8 @@ async def measure(
             with contextlib.suppress(asyncio.CancelledError, SystemExit):
                 await task
         await collect(result, pool, started, trello, github, jira)
-    finally:
-        worker.stop()
-        web_process.stop()
+        arrived = [answer.arrived for answer in trello_answered]
+        result.trello_span = max(arrived) - min(arrived) if len(arrived) > 1 else 0.0
 
 
 async def open_live_pr(

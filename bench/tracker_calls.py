@@ -79,12 +79,6 @@ async def scenario(database_url: str, redis_url: str, args: argparse.Namespace) 
     pool = await db.create_pool(database_url)
     await db.migrate(pool)
     redis = connect_redis(redis_url)
-    tables = await pool.fetch(
-        "SELECT quote_ident(tablename) AS name FROM pg_tables"
-        " WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
-    )
-    await pool.execute(f"TRUNCATE {', '.join(t['name'] for t in tables)} RESTART IDENTITY CASCADE")
-    await redis.flushdb()
 
     github = FakeGitHub(private_pem=TEST_PRIVATE_PEM, public_key=_KEY.public_key())
     github.base_url = await serve(github.app())
