@@ -89,6 +89,22 @@ def parse_item_reference(text: str) -> tuple[str, int]:
     return check_repository(repository), number
 
 
+# The jobs of a delivery replayed by an operator (`events replay`) are named
+# "<delivery id>:replay<N>:<function>:<n>", where the delivery's own are
+# "<delivery id>:<function>:<n>".
+REPLAY = "replay"
+
+
+def replay_prefix(delivery_id: str, replay: int) -> str:
+    """The start of the job ids of the delivery's ``replay``-th replay."""
+    return f"{delivery_id}:{REPLAY}{replay}"
+
+
+def is_replay(job_id: str) -> bool:
+    parts = job_id.split(":")
+    return len(parts) > 2 and parts[1].startswith(REPLAY)
+
+
 def item_key(repository: str, number: int) -> str:
     """The one key of a pull request or issue: jobs about it are ordered by it, locks
     are taken on it. PRs and issues share one number space per repository, and GitHub

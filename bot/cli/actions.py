@@ -9,6 +9,7 @@ from gidgethub import sansio
 
 from bot.cli.common import NotFound
 from bot.jsonvalues import parse_document
+from bot.model import replay_prefix
 from bot.queue.arq_enqueue import push_again, push_jobs
 from bot.routers import router
 from bot.routers.plan import JobPlan
@@ -24,7 +25,7 @@ async def replay_delivery(pool: asyncpg.Pool, redis: ArqRedis, delivery_id: str)
             "newest STORED_EVENT_LIMIT deliveries (see: python -m bot events list)"
         )
     replays = await jobs.count_replays(pool, delivery_id)
-    plan = JobPlan(delivery_id, prefix=f"{delivery_id}:replay{replays + 1}", replay=True)
+    plan = JobPlan(delivery_id, prefix=replay_prefix(delivery_id, replays + 1), replay=True)
     # Read as the web process read it on arrival (bot.jsonvalues).
     event = sansio.Event(parse_document(row.body), event=row.event, delivery_id=delivery_id)
     await router.dispatch(event, queue=plan)

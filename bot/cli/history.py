@@ -11,7 +11,7 @@ from typing import Any
 from bot.cli.common import NotFound, UsageError, connected, load_settings, run
 from bot.cli.tables import when
 from bot.config import Settings
-from bot.model import InvalidRepository, item_key, parse_item_reference
+from bot.model import InvalidRepository, is_replay, item_key, parse_item_reference
 from bot.outputs import REGISTRY
 from bot.store import deliveries, jobs, links
 from bot.store.jobs import JobHistory
@@ -119,7 +119,7 @@ def _kind(tracked: Sequence[ItemLink], history: Sequence[JobHistory]) -> str | N
 def _job_lines(job: JobHistory) -> list[str]:
     if job.event is not None:
         what = " ".join(filter(None, [job.event, job.action]))
-        replay = " (replayed)" if ":replay" in job.job_id else ""
+        replay = " (replayed)" if is_replay(job.job_id) else ""
         origin = f"{what}{replay}, received {when(job.received_at)}, delivery {job.delivery_id}"
     else:
         origin = f"{job.kwargs.get('action') or 'queued by hand'}, queued {when(job.created_at)}"

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from bot.jsonvalues import json_size
-from bot.model import LABEL_ACTIONS, STATE_ACTIONS, JobRequest, Link
+from bot.model import LABEL_ACTIONS, REPLAY, STATE_ACTIONS, JobRequest, Link, is_replay
 
 UNFINISHED = ("queued", "running")
 
@@ -201,8 +201,9 @@ async def count_replays(db: asyncpg.Pool, delivery_id: str) -> int:
     """How often the delivery was replayed (`events replay`): its replays' job ids say."""
     count = await db.fetchval(
         "SELECT count(DISTINCT split_part(job_id, ':', 2)) FROM jobs"
-        " WHERE delivery_id = $1 AND split_part(job_id, ':', 2) LIKE 'replay%'",
+        " WHERE delivery_id = $1 AND split_part(job_id, ':', 2) LIKE $2",
         delivery_id,
+        REPLAY + "%",
     )
     return int(count)
 
@@ -319,8 +320,7 @@ async def finish_job(
             WHERE job_id = $1
             RETURNING item_key,
                 (SELECT extract(epoch FROM now() - d.received_at)::float8 FROM deliveries d
-                 WHERE d.delivery_id = jobs.delivery_id
-                   AND split_part(jobs.job_id, ':', 2) NOT LIKE 'replay%') AS since_delivery
+                 WHERE d.delivery_id = jobs.delivery_id) AS since_delivery
         )
         SELECT finished.since_delivery,
                (SELECT waiting.job_id FROM jobs waiting
@@ -337,7 +337,7 @@ async def finish_job(
     )
     if row is None:
         return Finished(None, None)
-    since = row["since_delivery"]
+    since = None if is_replay(job_id) else row["since_delivery"]
     return Finished(row["waiting"], None if since is None else float(since))
 
 
