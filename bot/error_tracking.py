@@ -27,7 +27,7 @@ def setup_error_tracking(settings: Settings, *, transport: Any = None) -> bool:
 
     scrub = scrubber(settings.secrets())
 
-    def before_sending(event: Any, hint: Any) -> Any:  # events and breadcrumbs alike
+    def before_sending(event: Any, hint: Any) -> Any:  # with the breadcrumbs it carries
         return scrub(event)
 
     sentry_sdk.init(
@@ -37,15 +37,17 @@ def setup_error_tracking(settings: Settings, *, transport: Any = None) -> bool:
         # A frame's local variables may hold a delivery body, a token or a private key.
         include_local_variables=False,
         max_request_body_size="never",
+        # Breadcrumbs are scrubbed with the event that carries them out, not one by one
+        # as every log line makes one.
         before_send=before_sending,
-        before_breadcrumb=before_sending,
         transport=transport,
     )
     return True
 
 
 def scrubber(secrets: Iterable[str]) -> Callable[[Event], Event]:
-    """What every event and breadcrumb goes through before it leaves the process."""
+    """What every event (and the breadcrumbs in it) goes through before it leaves the
+    process."""
     masked_text = secret_masker(secrets)
 
     def mask(value: Any) -> Any:

@@ -114,12 +114,16 @@ async def test_a_failing_job_is_sent_with_its_secrets_masked(
     headers, body = delivery("pull_request/opened")
     assert (await client.post("/webhooks", data=body, headers=headers)).status == 202
     await run_worker(worker_settings, pool)
+    # A line before it, sent along as a breadcrumb, carries one too.
+    logging.getLogger("bot.test").warning("asking Trello with token %s", trello.token)
     logging.getLogger("bot.test").error("Trello refused token %s", trello.token)
 
     job, message = transport.events
     assert job["logentry"]["message"] == "job failed"
     assert job["exception"]["values"][-1]["type"] == "KeyError"
     assert message["logentry"]["formatted"] == "Trello refused token ***"
+    crumbs = [c.get("message") for c in message["breadcrumbs"]["values"]]
+    assert "asking Trello with token ***" in crumbs
     text = sent(transport)
     for secret in worker_settings.secrets():
         assert secret not in text
